@@ -1,0 +1,31 @@
+"""deploykit plugin kernels (importable as `deploykit.plugins`).
+
+One torch-facing launcher per contract op (deploykit/ops/contract.py), each with exactly the signature
+of that op's naive reference in deploykit/ops (contract inputs in order, then attributes), returning the
+same outputs. These names are stable: TensorRT plugins (plugins/tensorrt_v3.py's `enqueue`, the
+datacenter QDP registrations in plugins/<op>/qdp.py) and benchmarks call them.
+
+    GatedDeltaRule -> deploykit.plugins.gated_delta_net.gated_delta_rule_fwd(q, k, v, g, beta, initial_state,
+                                                                           scale, use_qk_l2norm=1)
+    CausalConv1d   -> deploykit.plugins.gated_delta_net.causal_conv1d_fwd(x, conv_state, weight, activation="silu")
+    MoE            -> deploykit.plugins.moe.moe_fwd(hidden, router_logits, gate_up, down, top_k, norm_topk_prob=1)
+
+`LAUNCHERS` maps the contract op name to the launcher's import path; importing this package imports
+neither torch nor triton (the planner must start without them).
+"""
+
+from __future__ import annotations
+
+import importlib
+
+LAUNCHERS = {
+    "GatedDeltaRule": "deploykit.plugins.gated_delta_net:gated_delta_rule_fwd",
+    "CausalConv1d": "deploykit.plugins.gated_delta_net:causal_conv1d_fwd",
+    "MoE": "deploykit.plugins.moe:moe_fwd",
+}
+
+
+def launcher(op_name: str):
+    """The launcher callable for a contract op name (imports torch and triton)."""
+    module, attr = LAUNCHERS[op_name].split(":")
+    return getattr(importlib.import_module(module), attr)

@@ -1,0 +1,159 @@
+"""Triton kernels for the contract ops GatedDeltaRule and CausalConv1d (see deploykit/ops/contract.py).
+
+Layouts are the contract's, row-major and contiguous: q,k [B,T,Hk,Dk]; v,o [B,T,Hv,Dv]; g,beta [B,T,Hv];
+state [B,Hv,Dk,Dv] fp32; conv x [B,C,T], conv_state [B,C,K-1], weight [C,K]. All math is fp32 in registers;
+activations are loaded in their own dtype (fp32/fp16/bf16) and stored back in it.
+
+Three GDN kernels, each a single launch (a TensorRT AOT plugin embeds exactly one kernel):
+  * gdn_recurrent_kernel: one program per (value tile, batch*value head) keeps its [Dk, BV] slice of the
+    state in registers and walks the T tokens. T=1 is the decode step; small T is the fused-recurrent path.
+  * gdn_chunk_kernel: the same grid, but walks T in chunks of BT tokens using the WY/UT form
+    (Yang et al. 2024, Gated Delta Networks §3): per chunk a few small matmuls plus one BT x BT unit
+    lower-triangular inverse, so the sequential loop is T/BT steps of tensor-core work instead of T
+    rank-1 updates. It is "persistent" in the sense that one program owns a state tile for the whole
+    prompt; nothing goes through global memory between chunks.
+Names inside kernels follow fla: i_ indices, o_ offsets, p_ pointers, b_ register blocks, m_ masks.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+@triton.jit
+def _l2norm_rows(x, USE_L2NORM: tl.constexpr):
+    """x * rsqrt(sum(x^2) + eps) along the last axis (no-op unless USE_L2NORM)."""
+    if USE_L2NORM:
+        x = x * tl.rsqrt(tl.sum(x * x, axis=-1, keep_dims=True) + 1e-6)  # eps of transformers' `l2norm` and the contract
+    return x
+
+
+@triton.jit
+def gdn_recurrent_kernel(
+    q, k, v, g, beta, h0, o, ht,  # pointers (contract layout)
+    T, scale,  # runtime scalars
+    HK: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BK: tl.constexpr, BV: tl.constexpr, USE_L2NORM: tl.constexpr,
+):
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_hv = i_bh // HV, i_bh % HV
+    i_hk = i_hv // (HV // HK)  # each key head serves HV/HK consecutive value heads
+    o_k = tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k, m_v = o_k < K, o_v < V
+    m_h = m_k[:, None] & m_v[None, :]
+    p_h = i_bh.to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :]
+    b_h = tl.load(h0 + p_h, mask=m_h, other=0.0)
+    for t in range(T):
+        i_t = (i_b * T + t).to(tl.int64)  # flat token index
+        b_q = tl.load(q + (i_t * HK + i_hk) * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+        b_k = tl.load(k + (i_t * HK + i_hk) * K + o_k, mask=m_k, other=0.0).to(tl.float32)
+        b_v = tl.load(v + (i_t * HV + i_hv) * V + o_v, mask=m_v, other=0.0).to(tl.float32)
+        b_g = tl.load(g + i_t * HV + i_hv).to(tl.float32)
+        b_beta = tl.load(beta + i_t * HV + i_hv).to(tl.float32)
+        b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
+        b_k = _l2norm_rows(b_k, USE_L2NORM)
+        b_h = b_h * tl.exp(b_g)
+        b_v = (b_v - tl.sum(b_h * b_k[:, None], axis=0)) * b_beta  # delta: what the state mispredicts
+        b_h = b_h + b_k[:, None] * b_v[None, :]
+        b_o = tl.sum(b_h * b_q[:, None], axis=0)  # read after the write (contract)
+        tl.store(o + (i_t * HV + i_hv) * V + o_v, b_o.to(o.dtype.element_ty), mask=m_v)
+    tl.store(ht + p_h, b_h, mask=m_h)
+
+
+@triton.jit
+def _unit_lower_inverse(a, BT: tl.constexpr):
+    """(I + a)^-1 for strictly lower-triangular a [BT,BT] by forward substitution, one row per step."""
+    o_t = tl.arange(0, BT)
+    b_x = -a
+    for i in range(1, BT):
+        m_i = o_t == i
+        row = tl.sum(tl.where(m_i[:, None], b_x, 0.0), axis=0)  # row i of -a
+        row = row + tl.sum(row[:, None] * b_x, axis=0) * (o_t < i)  # rows < i are already final
+        b_x = tl.where(m_i[:, None], row[None, :], b_x)
+    return b_x + (o_t[:, None] == o_t[None, :]).to(tl.float32)
+
+
+@triton.jit
+def gdn_chunk_kernel(
+    q, k, v, g, beta, h0, o, ht,
+    T, scale,
+    HK: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_L2NORM: tl.constexpr,
+    DOT: tl.constexpr,  # tl.dot input_precision for fp32 operands: "ieee" (exact), "tf32x3" or "tf32"
+):
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_hv = i_bh // HV, i_bh % HV
+    i_hk = i_hv // (HV // HK)
+    o_t, o_k = tl.arange(0, BT), tl.arange(0, BK)
+    o_v = i_v * BV + tl.arange(0, BV)
+    m_k, m_v = o_k < K, o_v < V
+    p_h = i_bh.to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :]
+    b_h = tl.load(h0 + p_h, mask=m_k[:, None] & m_v[None, :], other=0.0)
+    m_causal = o_t[:, None] >= o_t[None, :]
+    for t0 in range(0, T, BT):
+        i_t = (i_b * T + t0 + o_t).to(tl.int64)  # flat token index of each row
+        m_t = (t0 + o_t) < T  # padded rows load zeros: k = beta = g = 0 leaves the state unchanged
+        m_tk, m_tv = m_t[:, None] & m_k[None, :], m_t[:, None] & m_v[None, :]
+        b_q = tl.load(q + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_k = tl.load(k + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_v = tl.load(v + (i_t[:, None] * HV + i_hv) * V + o_v[None, :], mask=m_tv, other=0.0).to(tl.float32)
+        b_g = tl.load(g + i_t * HV + i_hv, mask=m_t, other=0.0).to(tl.float32)
+        b_beta = tl.load(beta + i_t * HV + i_hv, mask=m_t, other=0.0).to(tl.float32)
+        b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
+        b_k = _l2norm_rows(b_k, USE_L2NORM)
+        b_gc = tl.cumsum(b_g, axis=0)  # log decay from the chunk start, inclusive
+        b_last = tl.sum(tl.where(o_t == BT - 1, b_gc, 0.0), axis=0)  # padded rows keep gc constant
+        b_dec = tl.where(m_causal, tl.exp(b_gc[:, None] - b_gc[None, :]), 0.0)  # exp(gc_i - gc_j), j <= i
+        b_kb = b_k * b_beta[:, None]
+        b_a = tl.where(o_t[:, None] > o_t[None, :],
+                       tl.dot(b_kb, tl.trans(b_k), input_precision=DOT) * b_dec, 0.0)
+        b_ai = _unit_lower_inverse(b_a, BT)
+        b_w = tl.dot(b_ai, b_kb * tl.exp(b_gc)[:, None], input_precision=DOT)  # [BT,BK]
+        b_u = tl.dot(b_ai, b_v * b_beta[:, None], input_precision=DOT)  # [BT,BV]
+        b_vn = b_u - tl.dot(b_w, b_h, input_precision=DOT)  # deltas: the part of v the state does not predict
+        b_qk = tl.dot(b_q, tl.trans(b_k), input_precision=DOT) * b_dec
+        b_o = tl.dot(b_q * tl.exp(b_gc)[:, None], b_h, input_precision=DOT)
+        b_o = b_o + tl.dot(b_qk, b_vn, input_precision=DOT)
+        tl.store(o + (i_t[:, None] * HV + i_hv) * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)
+        b_kd = b_k * tl.exp(b_last - b_gc)[:, None]  # decay from each row to the chunk end
+        b_h = b_h * tl.exp(b_last) + tl.dot(tl.trans(b_kd), b_vn, input_precision=DOT)
+    tl.store(ht + p_h, b_h, mask=m_k[:, None] & m_v[None, :])
+
+
+@triton.jit
+def causal_conv1d_kernel(
+    x, conv_state, weight, out, new_state,
+    T, C,
+    KW: tl.constexpr, KP: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr, SILU: tl.constexpr,
+):
+    """out[b,c,t] = act(sum_j w[c,j] * full[b,c,t+j]), full = concat(conv_state, x) along time."""
+    i_b, i_c, i_t = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    o_c = i_c * BC + tl.arange(0, BC)
+    o_t = i_t * BT + tl.arange(0, BT)
+    m_c, m_t = o_c < C, o_t < T
+    row_x = (i_b.to(tl.int64) * C + o_c) * T
+    row_s = (i_b.to(tl.int64) * C + o_c) * (KW - 1)
+    acc = tl.zeros([BC, BT], dtype=tl.float32)
+    for j in tl.static_range(KW):
+        s = o_t + j  # position in full; < KW-1 reads conv_state, else x
+        in_x = s >= KW - 1
+        b_x = tl.load(x + row_x[:, None] + (s - (KW - 1))[None, :],
+                      mask=m_c[:, None] & (m_t & in_x)[None, :], other=0.0)
+        b_s = tl.load(conv_state + row_s[:, None] + s[None, :],
+                      mask=m_c[:, None] & (m_t & (s < KW - 1))[None, :], other=0.0)
+        b_w = tl.load(weight + o_c * KW + j, mask=m_c, other=0.0).to(tl.float32)
+        acc += b_w[:, None] * (b_x.to(tl.float32) + b_s.to(tl.float32))
+    if SILU:
+        acc = acc * tl.sigmoid(acc)
+    tl.store(out + row_x[:, None] + o_t[None, :], acc.to(out.dtype.element_ty), mask=m_c[:, None] & m_t[None, :])
+    if i_t == 0:  # new state = last KW-1 columns of full, copied exactly
+        o_j = tl.arange(0, KP)  # KP = next power of two >= KW-1; columns >= KW-1 are masked
+        s = T + o_j
+        m_j = o_j < KW - 1
+        b_x = tl.load(x + row_x[:, None] + (s - (KW - 1))[None, :],
+                      mask=m_c[:, None] & (m_j & (s >= KW - 1))[None, :], other=0.0)
+        b_s = tl.load(conv_state + row_s[:, None] + s[None, :],
+                      mask=m_c[:, None] & (m_j & (s < KW - 1))[None, :], other=0.0)
+        tl.store(new_state + row_s[:, None] + o_j[None, :], (b_x + b_s).to(new_state.dtype.element_ty),
+                 mask=m_c[:, None] & m_j[None, :])

@@ -1,0 +1,114 @@
+"""Torch-facing launchers for the GatedDeltaRule and CausalConv1d kernels.
+
+`gated_delta_rule_fwd` and `causal_conv1d_fwd` take exactly the arguments of the naive references in
+deploykit/ops (contract inputs in order, then attributes) and return the same tuple, so a test or a
+plugin `enqueue` can swap one for the other. Launch geometry (tile sizes, warps, which GDN kernel) is
+chosen here in one place; `grid_*` helpers are shared with the ahead-of-time (AOT) plugin path.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+from .kernels import causal_conv1d_kernel, gdn_chunk_kernel, gdn_recurrent_kernel
+
+CHUNK = 64  # tokens per chunk: fla and transformers use 64 (tensor-core friendly, solve stays cheap)
+CHUNK_MIN_T = 64  # below one full chunk the recurrent kernel does less work than one chunk step
+
+
+def gdn_tiles(K: int, V: int, B: int, HV: int, chunked: bool) -> tuple[int, int]:
+    """(BK, BV). BK covers all of Dk (the l2norm and k^T S need whole keys); BV splits Dv so that enough
+    programs exist to fill a GPU (an H100 has 132 SMs; fewer than ~2 programs per SM starves the copy)."""
+    BK = triton.next_power_of_2(K)
+    if chunked:  # per-chunk work is redundant across V tiles, so prefer wide tiles unless the grid is tiny
+        BV = 64 if B * HV >= 64 else 32
+    else:  # decode: pure state streaming, 32 columns x 128 rows fp32 = 16 KB per program
+        BV = 32 if B * HV * 4 >= 264 else 16
+    return BK, min(BV, triton.next_power_of_2(V))
+
+
+def grid_gdn(B: int, HV: int, V: int, BV: int) -> tuple[int, int]:
+    return (triton.cdiv(V, BV), B * HV)
+
+
+def _check_gdn(q, k, v, g, beta, initial_state) -> None:
+    B, T, HK, K = q.shape
+    HV, V = v.shape[2], v.shape[3]
+    if k.shape != q.shape or v.shape[:2] != (B, T) or HV % HK:
+        raise ValueError(f"GatedDeltaRule: bad shapes q{list(q.shape)} k{list(k.shape)} v{list(v.shape)}")
+    if g.shape != (B, T, HV) or beta.shape != (B, T, HV) or initial_state.shape != (B, HV, K, V):
+        raise ValueError(f"GatedDeltaRule: bad shapes g{list(g.shape)} beta{list(beta.shape)} "
+                         f"initial_state{list(initial_state.shape)}")
+
+
+def gated_delta_rule_fwd(
+    q: torch.Tensor,  # [B,T,Hk,Dk]
+    k: torch.Tensor,  # [B,T,Hk,Dk]
+    v: torch.Tensor,  # [B,T,Hv,Dv]
+    g: torch.Tensor,  # [B,T,Hv] fp32 log decay
+    beta: torch.Tensor,  # [B,T,Hv]
+    initial_state: torch.Tensor,  # [B,Hv,Dk,Dv] fp32
+    scale: float,
+    use_qk_l2norm: int = 1,
+    *,
+    mode: str = "auto",  # "auto" | "recurrent" | "chunk"
+    dot_precision: str = "ieee",
+    block_v: int | None = None,
+    num_warps: int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (output [B,T,Hv,Dv] in v's dtype, final_state [B,Hv,Dk,Dv] fp32), like naive_gated_delta_rule.
+    Keyword-only knobs are for benchmarks; plugins use the defaults."""
+    _check_gdn(q, k, v, g, beta, initial_state)
+    B, T, HK, K = q.shape
+    HV, V = v.shape[2], v.shape[3]
+    q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
+    h0 = initial_state.to(torch.float32).contiguous()
+    o = torch.empty_like(v)
+    ht = torch.empty_like(h0)
+    chunked = mode == "chunk" or (mode == "auto" and T >= CHUNK_MIN_T)
+    BK, BV = gdn_tiles(K, V, B, HV, chunked)
+    BV = block_v or BV
+    grid = grid_gdn(B, HV, V, BV)
+    if chunked:
+        gdn_chunk_kernel[grid](q, k, v, g, beta, h0, o, ht, T, float(scale), HK=HK, HV=HV, K=K, V=V,
+                               BT=CHUNK, BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), DOT=dot_precision,
+                               num_warps=num_warps or 4)
+    else:
+        gdn_recurrent_kernel[grid](q, k, v, g, beta, h0, o, ht, T, float(scale), HK=HK, HV=HV, K=K, V=V,
+                                   BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), num_warps=num_warps or 4)
+    return o, ht
+
+
+def conv_tiles(C: int, T: int) -> tuple[int, int]:
+    """(BC, BT): decode (T=1) wants many channels per program; prefill tiles time as well."""
+    BT = min(64, triton.next_power_of_2(max(T, 1)))
+    return (256 if T <= 4 else 64), BT
+
+
+def grid_conv(B: int, C: int, T: int, BC: int, BT: int) -> tuple[int, int, int]:
+    return (B, triton.cdiv(C, BC), max(triton.cdiv(T, BT), 1))
+
+
+def causal_conv1d_fwd(
+    x: torch.Tensor,  # [B,C,T]
+    conv_state: torch.Tensor,  # [B,C,K-1]
+    weight: torch.Tensor,  # [C,K]
+    activation: str = "silu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Returns (output [B,C,T], new_conv_state [B,C,K-1]) in x's dtype, like naive_causal_conv1d."""
+    if activation not in ("silu", "none"):
+        raise ValueError(f"CausalConv1d: activation must be 'silu' or 'none', got {activation!r}")
+    B, C, T = x.shape
+    KW = weight.shape[-1]
+    if conv_state.shape != (B, C, KW - 1) or weight.shape[0] != C:
+        raise ValueError(f"CausalConv1d: bad shapes x{list(x.shape)} conv_state{list(conv_state.shape)} "
+                         f"weight{list(weight.shape)}")
+    x, w = x.contiguous(), weight.contiguous()
+    st = conv_state.to(x.dtype).contiguous()
+    out, new_state = torch.empty_like(x), torch.empty_like(st)
+    BC, BT = conv_tiles(C, T)
+    causal_conv1d_kernel[grid_conv(B, C, T, BC, BT)](
+        x, st, w, out, new_state, T, C, KW=KW, KP=triton.next_power_of_2(max(KW - 1, 1)),
+        BC=BC, BT=BT, SILU=activation == "silu", num_warps=4)
+    return out, new_state
