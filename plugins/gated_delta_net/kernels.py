@@ -30,10 +30,12 @@ def _l2norm_rows(x, USE_L2NORM: tl.constexpr):
 
 @triton.jit
 def gdn_recurrent_kernel(
-    q, k, v, g, beta, h0, o, ht,  # pointers (contract layout)
-    T, scale,  # runtime scalars
+    q, k, v, g, beta, h0,  # inputs (contract order and layout)
+    T,  # runtime scalar (a TensorRT AOT plugin passes scalars between inputs and outputs)
+    o, ht,  # outputs
     HK: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
     BK: tl.constexpr, BV: tl.constexpr, USE_L2NORM: tl.constexpr,
+    scale: tl.constexpr,  # an attribute: baked into the PTX (AOT plugins do not serialize attributes)
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
     i_b, i_hv = i_bh // HV, i_bh % HV
@@ -76,10 +78,9 @@ def _unit_lower_inverse(a, BT: tl.constexpr):
 
 @triton.jit
 def gdn_chunk_kernel(
-    q, k, v, g, beta, h0, o, ht,
-    T, scale,
+    q, k, v, g, beta, h0, T, o, ht,
     HK: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_L2NORM: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_L2NORM: tl.constexpr, scale: tl.constexpr,
     DOT: tl.constexpr,  # tl.dot input_precision for fp32 operands: "ieee" (exact), "tf32x3" or "tf32"
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
@@ -123,8 +124,7 @@ def gdn_chunk_kernel(
 
 @triton.jit
 def causal_conv1d_kernel(
-    x, conv_state, weight, out, new_state,
-    T, C,
+    x, conv_state, weight, T, C, out, new_state,
     KW: tl.constexpr, KP: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr, SILU: tl.constexpr,
 ):
     """out[b,c,t] = act(sum_j w[c,j] * full[b,c,t+j]), full = concat(conv_state, x) along time."""

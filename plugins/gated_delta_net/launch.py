@@ -71,12 +71,12 @@ def gated_delta_rule_fwd(
     BV = block_v or BV
     grid = grid_gdn(B, HV, V, BV)
     if chunked:
-        gdn_chunk_kernel[grid](q, k, v, g, beta, h0, o, ht, T, float(scale), HK=HK, HV=HV, K=K, V=V,
-                               BT=CHUNK, BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), DOT=dot_precision,
+        gdn_chunk_kernel[grid](q, k, v, g, beta, h0, T, o, ht, HK=HK, HV=HV, K=K, V=V,
+                               BT=CHUNK, BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale), DOT=dot_precision,
                                num_warps=num_warps or 4)
     else:
-        gdn_recurrent_kernel[grid](q, k, v, g, beta, h0, o, ht, T, float(scale), HK=HK, HV=HV, K=K, V=V,
-                                   BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), num_warps=num_warps or 4)
+        gdn_recurrent_kernel[grid](q, k, v, g, beta, h0, T, o, ht, HK=HK, HV=HV, K=K, V=V,
+                                   BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale), num_warps=num_warps or 4)
     return o, ht
 
 
@@ -109,6 +109,6 @@ def causal_conv1d_fwd(
     out, new_state = torch.empty_like(x), torch.empty_like(st)
     BC, BT = conv_tiles(C, T)
     causal_conv1d_kernel[grid_conv(B, C, T, BC, BT)](
-        x, st, w, out, new_state, T, C, KW=KW, KP=triton.next_power_of_2(max(KW - 1, 1)),
+        x, st, w, T, C, out, new_state, KW=KW, KP=triton.next_power_of_2(max(KW - 1, 1)),
         BC=BC, BT=BT, SILU=activation == "silu", num_warps=4)
     return out, new_state

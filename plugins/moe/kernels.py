@@ -1,0 +1,144 @@
+"""Triton kernels for the contract op MoE (see deploykit/ops/contract.py), fused_moe-style:
+
+  1. moe_route_kernel    one program per token: fp32 softmax over E logits, top-k by repeated argmax,
+                         optional renormalisation -> expert ids [N,k] int32, weights [N,k] fp32.
+  2. moe_align_kernel    one program: counts pairs per expert, pads each expert's group to a multiple of
+                         BM rows, and writes the permutation (slot -> pair index) and each row block's expert.
+  3. moe_gate_up_kernel  grouped GEMM over row blocks of one expert: x @ gate^T and x @ up^T share the x
+                         tile; SiLU(gate) * up is applied in registers; writes the intermediate [slots, I].
+  4. moe_down_kernel     grouped GEMM intermediate @ down^T, scaled by the routing weight, written back in
+                         the original (token, j) pair order (the un-permutation) as fp32.
+  5. moe_combine_kernel  sums each token's k rows (fixed order: deterministic) and casts to the activation dtype.
+Every expert's weights are read once per BM-row block of its tokens: at decode (few tokens per expert)
+that is once, which is what the bandwidth target asks for.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def moe_route_kernel(logits, ids, weights, E: tl.constexpr, BE: tl.constexpr, TOP_K: tl.constexpr,
+                     KP: tl.constexpr, NORM: tl.constexpr):
+    i_n = tl.program_id(0).to(tl.int64)
+    o_e, o_j = tl.arange(0, BE), tl.arange(0, KP)  # KP = next power of two >= TOP_K
+    b_l = tl.load(logits + i_n * E + o_e, mask=o_e < E, other=float("-inf")).to(tl.float32)
+    b_p = tl.exp(b_l - tl.max(b_l, axis=0))
+    b_p = b_p / tl.sum(b_p, axis=0)
+    b_w = tl.zeros([KP], dtype=tl.float32)
+    b_ids = tl.zeros([KP], dtype=tl.int32)
+    for j in tl.static_range(TOP_K):  # k rounds of argmax; ties go to the lowest expert id
+        b_m = tl.max(b_p, axis=0)
+        b_i = tl.min(tl.where(b_p == b_m, o_e, BE), axis=0)
+        b_w = tl.where(o_j == j, b_m, b_w)
+        b_ids = tl.where(o_j == j, b_i, b_ids)
+        b_p = tl.where(o_e == b_i, -1.0, b_p)  # probabilities are >= 0, so -1 is never picked again
+    if NORM:
+        b_w = b_w / tl.sum(b_w, axis=0)
+    tl.store(ids + i_n * TOP_K + o_j, b_ids, mask=o_j < TOP_K)
+    tl.store(weights + i_n * TOP_K + o_j, b_w, mask=o_j < TOP_K)
+
+
+@triton.jit
+def _gather(table, idx, BE: tl.constexpr):
+    """table[idx] for a register vector `table` [BE] and indices idx [BP] (one-hot reduction)."""
+    return tl.sum(tl.where(idx[:, None] == tl.arange(0, BE)[None, :], table[None, :], 0), axis=1)
+
+
+@triton.jit
+def moe_align_kernel(ids, P, slot_pair, block_expert, NB_MAX,
+                     E: tl.constexpr, BE: tl.constexpr, BM: tl.constexpr, BP: tl.constexpr):
+    """slot_pair must be pre-filled with P (the padding sentinel); block_expert gets E past the last block."""
+    o_p = tl.arange(0, BP)
+    counts = tl.zeros([BE], dtype=tl.int32)
+    for p0 in range(0, P, BP):
+        m_p = p0 + o_p < P
+        counts += tl.histogram(tl.load(ids + p0 + o_p, mask=m_p, other=0), BE, mask=m_p)
+    padded = tl.cdiv(counts, BM) * BM
+    ends = tl.cumsum(padded, axis=0)
+    starts = ends - padded
+    seen = tl.zeros([BE], dtype=tl.int32)
+    for p0 in range(0, P, BP):
+        m_p = p0 + o_p < P
+        b_e = tl.load(ids + p0 + o_p, mask=m_p, other=BE - 1)
+        same = (b_e[:, None] == b_e[None, :]) & (o_p[None, :] < o_p[:, None]) & m_p[None, :]
+        rank = tl.sum(same.to(tl.int32), axis=1) + _gather(seen, b_e, BE)  # stable: earlier pairs first
+        tl.store(slot_pair + _gather(starts, b_e, BE) + rank, p0 + o_p, mask=m_p)
+        seen += tl.histogram(b_e, BE, mask=m_p)
+    for b0 in range(0, NB_MAX, BP):
+        o_b = b0 + o_p
+        b_x = tl.sum(((ends[None, :] <= o_b[:, None] * BM) & (tl.arange(0, BE)[None, :] < E)).to(tl.int32), 1)
+        tl.store(block_expert + o_b, b_x, mask=o_b < NB_MAX)  # experts whose groups end before the block
+
+
+@triton.jit
+def moe_gate_up_kernel(hidden, gate_up, slot_pair, block_expert, P, inter,
+                       H: tl.constexpr, I: tl.constexpr, E: tl.constexpr, TOP_K: tl.constexpr,
+                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, DOT: tl.constexpr,
+                       UPCAST: tl.constexpr):
+    i_m, i_n = tl.program_id(0), tl.program_id(1)
+    e = tl.load(block_expert + i_m)
+    if e < E:
+        o_m = i_m * BM + tl.arange(0, BM)
+        pair = tl.load(slot_pair + o_m)
+        m_m = pair < P
+        tok = (pair // TOP_K).to(tl.int64)
+        o_n = i_n * BN + tl.arange(0, BN)
+        m_n = o_n < I
+        p_w = gate_up + e.to(tl.int64) * (2 * I * H) + o_n[:, None] * H
+        acc_g = tl.zeros([BM, BN], dtype=tl.float32)
+        acc_u = tl.zeros([BM, BN], dtype=tl.float32)
+        for k0 in range(0, H, BK):
+            o_k = k0 + tl.arange(0, BK)
+            m_k = o_k < H
+            b_x = tl.load(hidden + tok[:, None] * H + o_k[None, :], mask=m_m[:, None] & m_k[None, :], other=0.0)
+            m_w = m_n[:, None] & m_k[None, :]
+            b_g = tl.load(p_w + o_k[None, :], mask=m_w, other=0.0)
+            b_u = tl.load(p_w + I * H + o_k[None, :], mask=m_w, other=0.0)
+            if UPCAST:  # TRITON_INTERPRET's tl.dot mishandles bf16 (numpy has none): same products in fp32
+                b_x, b_g, b_u = b_x.to(tl.float32), b_g.to(tl.float32), b_u.to(tl.float32)
+            acc_g = tl.dot(b_x, tl.trans(b_g), acc_g, input_precision=DOT)
+            acc_u = tl.dot(b_x, tl.trans(b_u), acc_u, input_precision=DOT)
+        b_h = acc_g * tl.sigmoid(acc_g) * acc_u  # SiLU(gate) * up
+        tl.store(inter + o_m.to(tl.int64)[:, None] * I + o_n[None, :], b_h.to(inter.dtype.element_ty),
+                 mask=m_n[None, :])
+
+
+@triton.jit
+def moe_down_kernel(inter, down, slot_pair, block_expert, weights, P, y,
+                    H: tl.constexpr, I: tl.constexpr, E: tl.constexpr,
+                    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, DOT: tl.constexpr,
+                    UPCAST: tl.constexpr):
+    i_m, i_n = tl.program_id(0), tl.program_id(1)
+    e = tl.load(block_expert + i_m)
+    if e < E:
+        o_m = i_m * BM + tl.arange(0, BM)
+        pair = tl.load(slot_pair + o_m)
+        m_m = pair < P
+        o_n = i_n * BN + tl.arange(0, BN)
+        m_n = o_n < H
+        p_w = down + e.to(tl.int64) * (H * I) + o_n[:, None] * I
+        acc = tl.zeros([BM, BN], dtype=tl.float32)
+        for k0 in range(0, I, BK):
+            o_k = k0 + tl.arange(0, BK)
+            m_k = o_k < I
+            b_a = tl.load(inter + o_m.to(tl.int64)[:, None] * I + o_k[None, :], mask=m_k[None, :], other=0.0)
+            b_w = tl.load(p_w + o_k[None, :], mask=m_n[:, None] & m_k[None, :], other=0.0)
+            if UPCAST:
+                b_a, b_w = b_a.to(tl.float32), b_w.to(tl.float32)
+            acc = tl.dot(b_a, tl.trans(b_w), acc, input_precision=DOT)
+        b_r = tl.load(weights + pair, mask=m_m, other=0.0)  # routing weight of each pair
+        tl.store(y + pair.to(tl.int64)[:, None] * H + o_n[None, :], acc * b_r[:, None],
+                 mask=m_m[:, None] & m_n[None, :])
+
+
+@triton.jit
+def moe_combine_kernel(y, out, H: tl.constexpr, TOP_K: tl.constexpr, BH: tl.constexpr):
+    i_n, i_h = tl.program_id(0).to(tl.int64), tl.program_id(1)
+    o_h = i_h * BH + tl.arange(0, BH)
+    acc = tl.zeros([BH], dtype=tl.float32)
+    for j in tl.static_range(TOP_K):
+        acc += tl.load(y + (i_n * TOP_K + j) * H + o_h, mask=o_h < H, other=0.0)
+    tl.store(out + i_n * H + o_h, acc.to(out.dtype.element_ty), mask=o_h < H)

@@ -1,0 +1,95 @@
+"""Torch-facing launcher for the MoE kernels: `moe_fwd` has the signature of deploykit.ops.moe.naive_moe
+(contract inputs in order, then attributes) and returns the same [N,H] tensor in hidden's dtype.
+
+Tile choice lives here: decode (few pairs per expert) uses BM=16 row blocks, the smallest tl.dot tile,
+and narrow N tiles so that enough programs stream weights; prefill uses BM=64.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import triton
+
+from .kernels import moe_align_kernel, moe_combine_kernel, moe_down_kernel, moe_gate_up_kernel, moe_route_kernel
+
+
+def moe_tiles(pairs: int, E: int) -> dict[str, int]:
+    """Row block BM and N/K tiles for both GEMMs. Average rows per expert decides decode vs prefill."""
+    decode = pairs <= 2 * E  # about <= 2 rows per expert: one 16-row block holds each expert's tokens
+    return dict(BM=16 if decode else 64, BN_GU=32 if decode else 64, BN_DOWN=64, BK=128 if decode else 64)
+
+
+def _check(hidden, router_logits, gate_up, down, top_k) -> None:
+    N, H = hidden.shape
+    E, I2, H2 = gate_up.shape
+    if router_logits.shape != (N, E) or H2 != H or down.shape != (E, H, I2 // 2) or I2 % 2:
+        raise ValueError(f"MoE: bad shapes hidden{list(hidden.shape)} router_logits{list(router_logits.shape)} "
+                         f"gate_up{list(gate_up.shape)} down{list(down.shape)}")
+    if not 1 <= top_k <= E:
+        raise ValueError(f"MoE: top_k={top_k} must be in [1, {E}]")
+
+
+def moe_route(router_logits: torch.Tensor, top_k: int, norm_topk_prob: int = 1):
+    """(weights [N,k] fp32, ids [N,k] int32), like deploykit.ops.moe.route."""
+    N, E = router_logits.shape
+    ids = torch.empty(N, top_k, dtype=torch.int32, device=router_logits.device)
+    w = torch.empty(N, top_k, dtype=torch.float32, device=router_logits.device)
+    if N:
+        moe_route_kernel[(N,)](router_logits.contiguous(), ids, w, E=E, BE=triton.next_power_of_2(E),
+                               TOP_K=top_k, KP=triton.next_power_of_2(top_k), NORM=bool(norm_topk_prob))
+    return w, ids
+
+
+def moe_align(ids: torch.Tensor, E: int, BM: int):
+    """(slot_pair [NB*BM] int32, block_expert [NB] int32): pairs grouped by expert, groups padded to BM."""
+    P = ids.numel()
+    nb_max = triton.cdiv(P, BM) + min(E, P)  # each expert hit adds at most one partly filled block
+    slot_pair = torch.full((nb_max * BM,), P, dtype=torch.int32, device=ids.device)
+    block_expert = torch.empty(nb_max, dtype=torch.int32, device=ids.device)
+    moe_align_kernel[(1,)](ids.reshape(-1), P, slot_pair, block_expert, nb_max,
+                           E=E, BE=triton.next_power_of_2(E + 1), BM=BM, BP=64, num_warps=4)
+    return slot_pair, block_expert
+
+
+def moe_fwd(
+    hidden: torch.Tensor,  # [N,H]
+    router_logits: torch.Tensor,  # [N,E]
+    gate_up: torch.Tensor,  # [E,2I,H]
+    down: torch.Tensor,  # [E,H,I]
+    top_k: int,
+    norm_topk_prob: int = 1,
+    *,
+    tiles: dict[str, int] | None = None,
+) -> torch.Tensor:
+    """Returns output [N,H] in hidden's dtype, like naive_moe. `tiles` overrides moe_tiles (benchmarks)."""
+    _check(hidden, router_logits, gate_up, down, top_k)
+    N, H = hidden.shape
+    E, I = gate_up.shape[0], gate_up.shape[1] // 2
+    out = torch.empty_like(hidden)
+    if N == 0:
+        return out
+    hidden, gate_up, down = hidden.contiguous(), gate_up.contiguous(), down.contiguous()
+    P = N * top_k
+    t = tiles or moe_tiles(P, E)
+    dot = "ieee" if hidden.dtype == torch.float32 else "tf32"  # fp32 activations: exact; 16-bit: ignored
+    # The CPU interpreter's tl.dot is wrong for bf16 (numpy has no bf16); there the kernels upcast the
+    # bf16 tiles to fp32 first, which gives the same products (bf16 x bf16 is exact in fp32).
+    upcast = os.environ.get("TRITON_INTERPRET") == "1" and hidden.dtype == torch.bfloat16
+    if upcast:
+        dot = "ieee"
+    w, ids = moe_route(router_logits, top_k, norm_topk_prob)
+    slot_pair, block_expert = moe_align(ids, E, t["BM"])
+    nb = block_expert.numel()
+    inter = torch.empty(nb * t["BM"], I, dtype=hidden.dtype, device=hidden.device)
+    moe_gate_up_kernel[(nb, triton.cdiv(I, t["BN_GU"]))](
+        hidden, gate_up, slot_pair, block_expert, P, inter, H=H, I=I, E=E, TOP_K=top_k,
+        BM=t["BM"], BN=t["BN_GU"], BK=t["BK"], DOT=dot, UPCAST=upcast, num_warps=4)
+    y = torch.empty(P, H, dtype=torch.float32, device=hidden.device)
+    moe_down_kernel[(nb, triton.cdiv(H, t["BN_DOWN"]))](
+        inter, down, slot_pair, block_expert, w, P, y, H=H, I=I, E=E,
+        BM=t["BM"], BN=t["BN_DOWN"], BK=t["BK"], DOT=dot, UPCAST=upcast, num_warps=4)
+    BH = min(1024, triton.next_power_of_2(H))
+    moe_combine_kernel[(N, triton.cdiv(H, BH))](y, out, H=H, TOP_K=top_k, BH=BH)
+    return out
