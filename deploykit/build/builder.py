@@ -1,0 +1,187 @@
+"""Exported ONNX -> TensorRT engine + manifest, written against the API both TensorRT flavours share.
+
+Flow: register deploykit's plugins (or not: then every deploykit node is built from its model-local
+function body) -> parse with TensorRT's own ONNX parser -> check that every deploykit node became what
+was asked for -> one optimization profile per ProfileSpec -> build for the target compute capabilities
+-> write engine and manifest atomically (temp file + rename, nothing partial on failure).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from deploykit import __version__
+from deploykit.build import registration
+from deploykit.build.inspect import NetworkReport, inspect_network
+from deploykit.build.manifest import EngineManifest, ProfileStamp, file_stamp, manifest_path
+from deploykit.build.profiles import ProfileSpec, default_profiles, input_shapes
+from deploykit.build.trt_backend import Backend, TrtLog, load_backend
+from deploykit.errors import DeployKitError
+from deploykit.ops.contract import DOMAIN
+
+
+class BuildOptions(BaseModel):
+    backend: str = "tensorrt-rtx"
+    targets: list[str] = Field(default_factory=lambda: ["sm89"])
+    profiles: list[ProfileSpec] = Field(default_factory=default_profiles)
+    plugins: bool = True  # False: build every deploykit node from its reference body
+    optimization_level: int | None = None  # TensorRT builder_optimization_level (0-5); None = TensorRT default
+
+
+@dataclass
+class ParsedModel:
+    backend: Backend
+    builder: object
+    network: object
+    parser: object  # owns the weights: keep alive until the build is done
+    report: NetworkReport
+    onnx_inputs: list[tuple[str, tuple]]  # graph inputs with ints or symbolic dim names
+    deploykit_nodes: list[tuple[str, str]]  # (node name, op_type) of every deploykit-domain node
+    log: TrtLog = field(default_factory=TrtLog)
+
+
+@dataclass
+class BuildResult:
+    engine_path: Path
+    manifest_path: Path
+    manifest: EngineManifest
+    parsed: ParsedModel
+
+
+def _onnx_outline(path: Path) -> tuple[list[tuple[str, tuple]], list[tuple[str, str]], dict[str, str]]:
+    """Graph inputs (with dim names), deploykit nodes and their plugin_version, read without the weights."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    inputs = []
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
+                     for d in vi.type.tensor_type.shape.dim)
+        inputs.append((vi.name, dims))
+    nodes = [(n.name, n.op_type) for n in model.graph.node if n.domain == DOMAIN]
+    versions = {n.op_type: next((a.s.decode() for a in n.attribute if a.name == "plugin_version"), "1")
+                for n in model.graph.node if n.domain == DOMAIN}
+    return inputs, nodes, versions
+
+
+def _parse_error(parser, path: Path, versions: dict[str, str]) -> DeployKitError:
+    err = parser.get_error(0)
+    desc = err.desc()
+    quoted = re.search(r'"([^"]+)"\s*$', desc)  # TensorRT wraps some messages as: check && "message"
+    message = quoted.group(1) if quoted else desc.splitlines()[0]
+    where = f" at node '{err.node_name() or '?'}' ({err.node_operator()})" if err.node_operator() else ""
+    hint = "see the TensorRT log with DEPLOYKIT_DEBUG=1"
+    if "Plugin not found" in message:
+        op = err.node_operator()
+        hint = (f"deploykit registers {op} version "
+                f"{registration.ONNX_OPS[op].plugin_version if op in registration.ONNX_OPS else '(none)'} "
+                f"in namespace '{DOMAIN}'; the node asks for version {versions.get(op, '?')}: re-export the model")
+    return DeployKitError(f"TensorRT could not parse {path.name}{where}: {message}", hint)
+
+
+def parse_onnx(onnx_path: str | Path, backend: Backend | str = "tensorrt-rtx", plugins: bool = True) -> ParsedModel:
+    """TensorRT's ONNX parser on the exported model; deploykit nodes become plugins or inlined bodies."""
+    path = Path(onnx_path)
+    if not path.is_file():
+        raise DeployKitError(f"no ONNX model at {path}", "export one with `deploykit export`")
+    backend = load_backend(backend) if isinstance(backend, str) else backend
+    inputs, nodes, versions = _onnx_outline(path)
+    log = TrtLog()
+    logger = backend.logger(log)
+    with registration.plugins_registered(backend, plugins):
+        builder = backend.trt.Builder(logger)
+        network = backend.create_network(builder)
+        parser = backend.trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(path)):
+            raise _parse_error(parser, path, versions)
+        report = inspect_network(backend.trt, network)
+    parsed = ParsedModel(backend, builder, network, parser, report, inputs, nodes, log)
+    _check_plugin_layers(parsed, plugins)
+    return parsed
+
+
+def _check_plugin_layers(parsed: ParsedModel, plugins: bool) -> None:
+    """The parser silently inlines a body when no plugin matches (name, version, namespace): catch that."""
+    n_plugins, n_nodes = len(parsed.report.plugin_layers()), len(parsed.deploykit_nodes)
+    if plugins and n_plugins != n_nodes:
+        raise DeployKitError(f"{n_nodes - n_plugins} of {n_nodes} deploykit nodes were built from their reference "
+                             "bodies instead of plugins",
+                             "export with plugin_namespace='deploykit' and the contract's plugin_version")
+    if not plugins and n_plugins:
+        raise DeployKitError(f"{n_plugins} plugin layers remain with plugins disabled",
+                             "another library registered deploykit plugins in this process")
+
+
+def _add_profiles(parsed: ParsedModel, config, profiles: list[ProfileSpec]) -> list[ProfileStamp]:
+    dynamic = [(n, dims) for n, dims in parsed.onnx_inputs if any(not isinstance(d, int) or d < 0 for d in dims)]
+    stamps = []
+    for spec in profiles:
+        shapes = input_shapes(spec, dynamic)
+        profile = parsed.builder.create_optimization_profile()
+        for name, (lo, mid, hi) in shapes.items():
+            profile.set_shape(name, lo, mid, hi)
+        config.add_optimization_profile(profile)
+        stamps.append(ProfileStamp(spec=spec, shapes={k: [list(s) for s in v] for k, v in shapes.items()}))
+    return stamps
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def default_engine_path(onnx_path: Path, options: BuildOptions) -> Path:
+    suffix = "" if options.plugins else ".inlined"
+    return onnx_path.with_name(f"{onnx_path.stem}.{'-'.join(options.targets)}{suffix}.engine")
+
+
+def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
+                 options: BuildOptions | None = None) -> BuildResult:
+    """Parses, builds, and writes `engine_path` plus `engine_path.json` (the manifest)."""
+    options = options or BuildOptions()
+    onnx_path = Path(onnx_path)
+    start = time.perf_counter()
+    parsed = parse_onnx(onnx_path, options.backend, options.plugins)
+    backend = parsed.backend
+    config = parsed.builder.create_builder_config()
+    targets = backend.set_targets(config, options.targets)
+    if options.optimization_level is not None:
+        config.builder_optimization_level = options.optimization_level
+    profile_stamps = _add_profiles(parsed, config, options.profiles)
+    with registration.plugins_registered(backend, options.plugins):
+        engine = parsed.builder.build_serialized_network(parsed.network, config)
+    if engine is None:
+        errors = parsed.log.errors() or ["no error message"]
+        raise DeployKitError(f"TensorRT could not build {onnx_path.name}: {errors[-1].splitlines()[0]}",
+                             "see the TensorRT log with DEPLOYKIT_DEBUG=1")
+    engine_path = Path(engine_path) if engine_path else default_engine_path(onnx_path, options)
+    engine_path.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(engine_path, bytes(engine))
+    used = {op for _, op in parsed.deploykit_nodes} if parsed.report.plugin_layers() else set()
+    manifest = EngineManifest(
+        deploykit_version=__version__, tensorrt_flavour=backend.name, tensorrt_version=backend.version,
+        targets=targets, onnx=file_stamp(onnx_path, engine_path.parent),
+        engine=file_stamp(engine_path, engine_path.parent),
+        plugins=[p for p in registration.plugin_stamps() if p.name in used],
+        plugin_layers=len(parsed.report.plugin_layers()), layer_types=parsed.report.layer_types(),
+        inputs=parsed.report.inputs, outputs=parsed.report.outputs, profiles=profile_stamps,
+        build_seconds=round(time.perf_counter() - start, 3),
+    )
+    _write_atomic(manifest_path(engine_path), manifest.model_dump_json(indent=2).encode())
+    return BuildResult(engine_path, manifest_path(engine_path), manifest, parsed)

@@ -1,0 +1,64 @@
+"""`deploykit build OUT/`: the exported ONNX in OUT/ -> TensorRT engine + manifest in OUT/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from deploykit.errors import DeployKitError
+
+EXAMPLES = """Examples:
+
+  deploykit build out/ --backend tensorrt-rtx --target sm89
+
+  deploykit build out/ --target sm89 --target sm120 --max-batch 4 --max-tokens 2048 --max-past 8192
+
+  deploykit build out/model.onnx --no-plugins      # deploykit nodes built from their reference bodies"""
+
+
+def find_onnx(path: Path) -> Path:
+    """OUT/ (model.onnx, or its only .onnx file) or an .onnx file."""
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise DeployKitError(f"{path} does not exist", "pass the export output folder or an .onnx file")
+    if (path / "model.onnx").is_file():
+        return path / "model.onnx"
+    found = sorted(path.glob("*.onnx"))
+    if len(found) != 1:
+        what = "no .onnx file" if not found else f"{len(found)} .onnx files"
+        raise DeployKitError(f"{path} holds {what}", "pass the .onnx file itself")
+    return found[0]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("build", epilog=EXAMPLES)
+    def build(
+        out: Path = typer.Argument(..., help="Export output folder (or an .onnx file)."),
+        backend: str = typer.Option("tensorrt-rtx", help="tensorrt-rtx (builds without a GPU), tensorrt, or auto."),
+        target: List[str] = typer.Option(["sm89"], "--target", help="Compute capability; repeat for several."),
+        max_batch: int = typer.Option(1, help="Largest batch the engine accepts."),
+        max_tokens: int = typer.Option(128, help="Largest prefill chunk (new tokens per call)."),
+        max_past: int = typer.Option(1024, help="Largest past length (tokens already in the cache)."),
+        plugins: bool = typer.Option(True, help="Use deploykit's plugins; --no-plugins inlines the reference bodies."),
+        opt_level: Optional[int] = typer.Option(None, help="TensorRT builder optimization level 0-5."),
+        output: Optional[Path] = typer.Option(None, help="Engine path (default: beside the ONNX)."),
+    ) -> None:
+        """Build a TensorRT engine and its manifest from an exported model."""
+        from deploykit.build.builder import BuildOptions, build_engine
+        from deploykit.build.profiles import default_profiles
+
+        onnx_path = find_onnx(out)
+        options = BuildOptions(backend=backend, targets=target, plugins=plugins, optimization_level=opt_level,
+                               profiles=default_profiles(max_batch, max_tokens, max_past))
+        result = build_engine(onnx_path, output, options)
+        m = result.manifest
+        layers = ", ".join(f"{k} {v}" for k, v in sorted(m.layer_types.items(), key=lambda kv: -kv[1])[:6])
+        typer.echo(f"engine   {result.engine_path} ({m.engine.bytes / 2**20:.1f} MiB, {m.build_seconds:.1f} s)")
+        typer.echo(f"built by {m.tensorrt_flavour} {m.tensorrt_version} for {', '.join(m.targets)}")
+        typer.echo(f"plugins  {', '.join(f'{p.namespace}::{p.name}/{p.version}' for p in m.plugins) or 'none'}"
+                   f" ({m.plugin_layers} layers)")
+        typer.echo(f"layers   {layers}")
+        typer.echo(f"manifest {result.manifest_path}")

@@ -1,0 +1,238 @@
+"""TensorRT IPluginV3 registrations for every op of the `deploykit` ONNX domain, generated from the op contract.
+
+One plugin class and one IPluginCreatorV3One creator per contract op with `in_onnx_domain=True`. Name,
+version, namespace, plugin fields (the op's attributes), output shapes (`OpSpec.output_dims`, THE shape
+rule), output dtypes (`OpSpec.output_dtypes`) and supported formats are all read from the OpSpec, so the
+plugin cannot drift from the ONNX schema or the torch fake implementation.
+
+TensorRT calls, at parse and build time (verified with TensorRT for RTX 1.7.1 on a CPU, see
+shared/reference/tensorrt-rtx.md): create_plugin -> get_output_data_types -> clone -> get_output_shapes ->
+supports_format_combination -> configure_plugin -> get_workspace_size -> get_valid_tactics ->
+get_fields_to_serialize. `enqueue` runs only on a GPU when the engine executes: it wraps TensorRT's device
+pointers as torch tensors and calls the op's Triton launcher from `deploykit.plugins.<op>`.
+
+The TensorRT module comes from deploykit.build.trt_backend (the only place that imports TensorRT), so the
+same classes serve datacenter TensorRT and TensorRT for RTX.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import importlib.util
+from pathlib import Path
+
+from deploykit.ops.contract import DOMAIN, ONNX_OPS, AttributeSpec, OpSpec
+
+NAMESPACE = DOMAIN  # the exporter writes plugin_namespace="deploykit" on every node (export/schemas.py)
+NOT_FIELDS = ("plugin_version",)  # read by the ONNX parser itself, not a plugin field
+
+# Op -> (module, function) of the Triton launcher run by enqueue (written in plugins/<op>/).
+LAUNCHERS = {
+    "GatedDeltaRule": ("deploykit.plugins.gated_delta_net", "gated_delta_rule"),
+    "MoE": ("deploykit.plugins.moe", "moe"),
+}
+ACTIVATION_TRT_TYPES = ("FLOAT", "HALF", "BF16")  # contract ACTIVATION_DTYPES in TensorRT's DataType names
+_TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16"}
+
+
+def plugin_fields(spec: OpSpec) -> tuple[AttributeSpec, ...]:
+    """The attributes that travel as PluginFields (the ONNX parser passes only names the creator lists)."""
+    return tuple(a for a in spec.attributes if a.name not in NOT_FIELDS)
+
+
+def output_type_names(spec: OpSpec, input_types: list[str]) -> list[str]:
+    """Output TensorRT dtype names from input dtype names: 'T' copies the first 'T' input (contract rule)."""
+    first_t = next(i for i, t in enumerate(spec.inputs) if t.dtype == "T")
+    act = _TRT_TO_TORCH.get(input_types[first_t], input_types[first_t])
+    back = {v: k for k, v in _TRT_TO_TORCH.items()}
+    return [back[d] for d in spec.output_dtypes(act)]
+
+
+def supports_type(spec: OpSpec, pos: int, type_names: list[str]) -> bool:
+    """Whether position `pos` (inputs then outputs) may have dtype type_names[pos], given the earlier ones."""
+    tensors = (*spec.inputs, *spec.outputs)
+    want = tensors[pos].dtype
+    if want == "float32":
+        return type_names[pos] == "FLOAT"
+    first_t = next(i for i, t in enumerate(tensors) if t.dtype == "T")
+    if pos == first_t:
+        return type_names[pos] in ACTIVATION_TRT_TYPES
+    return type_names[pos] == type_names[first_t]
+
+
+def source_hash(spec: OpSpec) -> str:
+    """sha256 over this file and the op's launcher package sources: what the engine's plugin runs."""
+    h = hashlib.sha256(Path(__file__).read_bytes())
+    module = LAUNCHERS[spec.name][0]
+    try:
+        found = importlib.util.find_spec(module)
+    except ModuleNotFoundError:
+        found = None
+    if found is not None:
+        roots = list(found.submodule_search_locations or []) or [str(Path(found.origin).parent)]
+        for root in roots:
+            for f in sorted(Path(root).rglob("*.py")):
+                h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _decode_fields(trt, spec: OpSpec, fc) -> dict:
+    """PluginFieldCollection -> {attribute: python value}, contract defaults for missing ones."""
+    given = {f.name: f.data for f in fc} if fc is not None else {}
+    out = {}
+    for a in plugin_fields(spec):
+        if a.name not in given:
+            if a.default is None:
+                raise ValueError(f"{spec.name}: required attribute '{a.name}' is missing")
+            out[a.name] = a.default
+            continue
+        data = given[a.name]
+        if a.type == "string":
+            out[a.name] = bytes(bytearray(int(x) & 0xFF for x in data)).split(b"\0")[0].decode()
+        else:
+            out[a.name] = (int if a.type == "int" else float)(data[0])
+    return out
+
+
+def _encode_fields(trt, spec: OpSpec, attrs: dict):
+    import numpy as np
+
+    fields = []
+    for a in plugin_fields(spec):
+        value = attrs[a.name]
+        if a.type == "int":
+            fields.append(trt.PluginField(a.name, np.array([value], np.int32), trt.PluginFieldType.INT32))
+        elif a.type == "float":
+            fields.append(trt.PluginField(a.name, np.array([value], np.float32), trt.PluginFieldType.FLOAT32))
+        else:
+            raw = np.frombuffer(value.encode() + b"\0", np.int8)
+            fields.append(trt.PluginField(a.name, raw, trt.PluginFieldType.CHAR))
+    return trt.PluginFieldCollection(fields)
+
+
+def _field_templates(trt, spec: OpSpec):
+    import numpy as np
+
+    kinds = {"int": trt.PluginFieldType.INT32, "float": trt.PluginFieldType.FLOAT32,
+             "string": trt.PluginFieldType.CHAR}
+    return trt.PluginFieldCollection([trt.PluginField(a.name, np.array([]), kinds[a.type])
+                                      for a in plugin_fields(spec)])
+
+
+def make_plugin_class(trt, spec: OpSpec):
+    """The IPluginV3 class of one contract op, for the TensorRT module `trt`."""
+    bases = (trt.IPluginV3, trt.IPluginV3OneCore, trt.IPluginV3OneBuild, trt.IPluginV3OneRuntime)
+
+    class ContractPlugin(*bases):
+        def __init__(self, attrs: dict):
+            for base in bases:
+                base.__init__(self)
+            self.plugin_name, self.plugin_version, self.plugin_namespace = spec.name, spec.plugin_version, NAMESPACE
+            self.num_outputs = len(spec.outputs)
+            self.timing_cache_id = ""
+            self.attrs = dict(attrs)
+
+        def get_capability_interface(self, capability_type):
+            return self
+
+        def clone(self):
+            return ContractPlugin(self.attrs)
+
+        def get_output_data_types(self, input_types):
+            names = output_type_names(spec, [t.name for t in input_types])
+            return [getattr(trt.DataType, n) for n in names]
+
+        def get_output_shapes(self, inputs, shape_inputs, expr_builder):
+            for t, dims in zip(spec.inputs, inputs):
+                if len(dims) != len(t.dims):
+                    raise ValueError(f"{spec.name}: input '{t.name}' must have rank {len(t.dims)} {list(t.dims)}")
+            outs = []
+            for rule in spec.output_dims():  # every output axis copies one input axis
+                d = trt.DimsExprs(len(rule))
+                for axis, (i, a) in enumerate(rule):
+                    d[axis] = inputs[i][a]
+                outs.append(d)
+            return outs
+
+        def supports_format_combination(self, pos, in_out, num_inputs):
+            if in_out[pos].desc.format != trt.TensorFormat.LINEAR:
+                return False
+            return supports_type(spec, pos, [x.desc.type.name for x in in_out])
+
+        def configure_plugin(self, inputs, outputs):
+            pass
+
+        def get_workspace_size(self, inputs, outputs):
+            return 0  # the launchers allocate nothing outside their outputs
+
+        def get_valid_tactics(self):
+            return []
+
+        def set_tactic(self, tactic):
+            pass
+
+        def get_fields_to_serialize(self):
+            return _encode_fields(trt, spec, self.attrs)
+
+        def on_shape_change(self, inputs, outputs):
+            pass
+
+        def attach_to_context(self, resource_context):
+            return self.clone()
+
+        def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
+            _enqueue(spec, self.attrs, input_desc, output_desc, inputs, outputs, stream)
+
+    ContractPlugin.__name__ = ContractPlugin.__qualname__ = f"{spec.name}Plugin"
+    return ContractPlugin
+
+
+def make_creator_class(trt, spec: OpSpec):
+    """The IPluginCreatorV3One of one contract op."""
+    plugin_class = make_plugin_class(trt, spec)
+
+    class ContractCreator(trt.IPluginCreatorV3One):
+        def __init__(self):
+            trt.IPluginCreatorV3One.__init__(self)
+            self.name, self.plugin_version, self.plugin_namespace = spec.name, spec.plugin_version, NAMESPACE
+            self.field_names = _field_templates(trt, spec)
+
+        def create_plugin(self, name, fc, phase):
+            return plugin_class(_decode_fields(trt, spec, fc))
+
+    ContractCreator.__name__ = ContractCreator.__qualname__ = f"{spec.name}Creator"
+    return ContractCreator
+
+
+def make_creators(trt) -> dict[str, object]:
+    """One creator instance per op of the deploykit ONNX domain (keep them alive while registered)."""
+    return {name: make_creator_class(trt, spec)() for name, spec in ONNX_OPS.items()}
+
+
+class _DevicePointer:
+    """A raw CUDA pointer with __cuda_array_interface__, so torch can view TensorRT's buffers without a copy."""
+
+    def __init__(self, ptr: int, shape: tuple, typestr: str):
+        self.__cuda_array_interface__ = {"data": (ptr, False), "shape": shape, "typestr": typestr,
+                                         "version": 3, "strides": None}
+
+
+def _enqueue(spec: OpSpec, attrs: dict, input_desc, output_desc, inputs, outputs, stream) -> None:
+    """GPU only (never called at build time): run the op's Triton launcher on TensorRT's buffers."""
+    import torch
+
+    def view(desc, ptr):
+        dtype = getattr(torch, _TRT_TO_TORCH[desc.type.name])
+        typestr = {torch.float32: "<f4", torch.float16: "<f2", torch.bfloat16: "<i2"}[dtype]  # bf16: no typestr
+        t = torch.as_tensor(_DevicePointer(ptr, tuple(desc.dims), typestr), device="cuda")
+        return t.view(dtype) if dtype == torch.bfloat16 else t
+
+    module, fn_name = LAUNCHERS[spec.name]
+    launcher = getattr(importlib.import_module(module), fn_name)
+    ins = [view(d, p) for d, p in zip(input_desc, inputs)]
+    outs = [view(d, p) for d, p in zip(output_desc, outputs)]
+    with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
+        results = launcher(*ins, **attrs)
+        for out, res in zip(outs, results if isinstance(results, (tuple, list)) else (results,)):
+            out.copy_(res)
