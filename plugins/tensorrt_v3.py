@@ -27,10 +27,11 @@ from deploykit.ops.contract import DOMAIN, ONNX_OPS, AttributeSpec, OpSpec
 NAMESPACE = DOMAIN  # the exporter writes plugin_namespace="deploykit" on every node (export/schemas.py)
 NOT_FIELDS = ("plugin_version",)  # read by the ONNX parser itself, not a plugin field
 
-# Op -> (module, function) of the Triton launcher run by enqueue (written in plugins/<op>/).
+# Op -> (module, function) of the Triton launcher run by enqueue (plugins/<op>/launch.py). Each takes the
+# contract's inputs then its attributes by name, and returns the outputs it allocated.
 LAUNCHERS = {
-    "GatedDeltaRule": ("deploykit.plugins.gated_delta_net", "gated_delta_rule"),
-    "MoE": ("deploykit.plugins.moe", "moe"),
+    "GatedDeltaRule": ("deploykit.plugins.gated_delta_net", "gated_delta_rule_fwd"),
+    "MoE": ("deploykit.plugins.moe", "moe_fwd"),
 }
 ACTIVATION_TRT_TYPES = ("FLOAT", "HALF", "BF16")  # contract ACTIVATION_DTYPES in TensorRT's DataType names
 _TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16"}

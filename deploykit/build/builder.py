@@ -146,9 +146,10 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
-def default_engine_path(onnx_path: Path, options: BuildOptions) -> Path:
-    suffix = "" if options.plugins else ".inlined"
-    return onnx_path.with_name(f"{onnx_path.stem}.{'-'.join(options.targets)}{suffix}.engine")
+def default_engine_path(onnx_path: Path, targets: list[str], plugins: bool) -> Path:
+    """OUT/model.onnx -> OUT/model.sm89-sm120.engine (".inlined" before ".engine" without plugins)."""
+    suffix = "" if plugins else ".inlined"
+    return onnx_path.with_name(f"{onnx_path.stem}.{'-'.join(targets)}{suffix}.engine")
 
 
 def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
@@ -170,7 +171,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
         errors = parsed.log.errors() or ["no error message"]
         raise DeployKitError(f"TensorRT could not build {onnx_path.name}: {errors[-1].splitlines()[0]}",
                              "see the TensorRT log with DEPLOYKIT_DEBUG=1")
-    engine_path = Path(engine_path) if engine_path else default_engine_path(onnx_path, options)
+    engine_path = Path(engine_path) if engine_path else default_engine_path(onnx_path, targets, options.plugins)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(engine_path, bytes(engine))
     used = {op for _, op in parsed.deploykit_nodes} if parsed.report.plugin_layers() else set()

@@ -1,0 +1,31 @@
+"""Fixtures for the builder tests: TensorRT for RTX (real parser and builder, CPU only) or skip."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # graphs.py
+
+
+@pytest.fixture(scope="session")
+def backend():
+    pytest.importorskip("tensorrt_rtx_bindings")
+    from deploykit.build.trt_backend import load_backend
+
+    return load_backend("tensorrt-rtx")
+
+
+@pytest.fixture
+def save(tmp_path):
+    """save(model, name) -> path of the ONNX file in a fresh temp dir."""
+    import onnx
+
+    def _save(model, name: str = "model.onnx") -> Path:
+        path = tmp_path / name
+        onnx.save(model, str(path))
+        return path
+
+    return _save

@@ -1,0 +1,40 @@
+"""`deploykit build` end to end through the CLI entry point (exit codes, one-line errors, files written)."""
+
+from __future__ import annotations
+
+import json
+
+from graphs import contract_model
+
+from deploykit.cli import main
+
+
+def test_build_command_writes_engine_and_manifest(backend, save, capsys):
+    path = save(contract_model())
+    code = main(["build", str(path.parent), "--target", "sm89", "--max-batch", "2", "--max-tokens", "8",
+                 "--max-past", "16"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    engine = path.parent / "model.sm89.engine"
+    stamp = json.loads((path.parent / "model.sm89.engine.json").read_text())
+    assert engine.stat().st_size == stamp["engine"]["bytes"] and stamp["targets"] == ["sm89"]
+    assert stamp["profiles"][0]["spec"]["tokens"] == {"min": 1, "opt": 8, "max": 8}
+    assert "deploykit::GatedDeltaRule/1, deploykit::MoE/1 (2 layers)" in out
+
+
+def test_build_command_without_plugins_inlines(backend, save, capsys):
+    path = save(contract_model())
+    assert main(["build", str(path), "--no-plugins"]) == 0
+    assert "plugins  none (0 layers)" in capsys.readouterr().out
+    assert (path.parent / "model.sm89.inlined.engine").is_file()
+
+
+def test_build_command_errors_are_one_line_exit_2(backend, save, capsys):
+    path = save(contract_model(body=False, version="3"))
+    assert main(["build", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: TensorRT could not parse model.onnx at node 'gdr_node' (GatedDeltaRule): "
+                          "Plugin not found") and "\n" not in err
+    assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx"]
+    assert main(["build", str(path.parent / "missing")]) == 2
+    assert "does not exist" in capsys.readouterr().err
