@@ -33,6 +33,7 @@ class BuildOptions(BaseModel):
     profiles: list[ProfileSpec] = Field(default_factory=default_profiles)
     plugins: bool = True  # False: build every deploykit node from its reference body
     optimization_level: int | None = None  # TensorRT builder_optimization_level (0-5); None = TensorRT default
+    dim_roles: dict[str, str] = Field(default_factory=dict)  # extra symbolic dim -> batch/tokens/past/total/flat
 
 
 @dataclass
@@ -122,11 +123,12 @@ def _check_plugin_layers(parsed: ParsedModel, plugins: bool) -> None:
                              "another library registered deploykit plugins in this process")
 
 
-def _add_profiles(parsed: ParsedModel, config, profiles: list[ProfileSpec]) -> list[ProfileStamp]:
+def _add_profiles(parsed: ParsedModel, config, profiles: list[ProfileSpec],
+                  dim_roles: dict[str, str]) -> list[ProfileStamp]:
     dynamic = [(n, dims) for n, dims in parsed.onnx_inputs if any(not isinstance(d, int) or d < 0 for d in dims)]
     stamps = []
     for spec in profiles:
-        shapes = input_shapes(spec, dynamic)
+        shapes = input_shapes(spec, dynamic, dim_roles)
         profile = parsed.builder.create_optimization_profile()
         for name, (lo, mid, hi) in shapes.items():
             profile.set_shape(name, lo, mid, hi)
@@ -164,7 +166,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     targets = backend.set_targets(config, options.targets)
     if options.optimization_level is not None:
         config.builder_optimization_level = options.optimization_level
-    profile_stamps = _add_profiles(parsed, config, options.profiles)
+    profile_stamps = _add_profiles(parsed, config, options.profiles, options.dim_roles)
     with registration.plugins_registered(backend, options.plugins):
         engine = parsed.builder.build_serialized_network(parsed.network, config)
     if engine is None:

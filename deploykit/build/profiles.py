@@ -17,7 +17,8 @@ DIM_ROLES: dict[str, tuple[str, ...]] = {
     "batch": ("b", "batch", "batch_size"),
     "tokens": ("t", "tokens", "seq", "seq_len", "sequence_length", "num_tokens", "new_tokens"),
     "past": ("p", "past", "past_len", "past_length", "past_sequence_length", "cache_len"),
-    "total": ("total", "total_len", "total_length", "total_sequence_length", "kv_len", "p+t", "past+tokens"),
+    "total": ("total", "total_len", "total_length", "total_sequence_length", "kv_len", "p+t", "past+tokens",
+              "tokens+past", "t+p"),
     "flat": ("n", "tokens_flat", "flat_tokens", "batch_tokens", "b*t", "batch*tokens"),
 }
 
@@ -86,7 +87,10 @@ def default_profiles(max_batch: int = 1, max_tokens: int = 128, max_past: int = 
     return [prefill, decode]
 
 
-def role_of(dim_name: str) -> str | None:
+def role_of(dim_name: str, extra: dict[str, str] | None = None) -> str | None:
+    """The runtime quantity a symbolic dim stands for; `extra` maps further names (e.g. torch's 's53')."""
+    if extra and dim_name in extra:
+        return extra[dim_name]
     key = dim_name.strip().lower().replace(" ", "")
     for role, names in DIM_ROLES.items():
         if key in names:
@@ -94,8 +98,12 @@ def role_of(dim_name: str) -> str | None:
     return None
 
 
-def input_shapes(profile: ProfileSpec, inputs: list[tuple[str, tuple]]) -> dict[str, tuple[tuple, tuple, tuple]]:
+def input_shapes(profile: ProfileSpec, inputs: list[tuple[str, tuple]],
+                 dim_roles: dict[str, str] | None = None) -> dict[str, tuple[tuple, tuple, tuple]]:
     """{input name: (min, opt, max) shapes} for inputs given as (name, dims); dims are ints or dim names."""
+    bad = {k: v for k, v in (dim_roles or {}).items() if v not in DIM_ROLES}
+    if bad:
+        raise DeployKitError(f"unknown dimension roles {bad}", f"use one of {', '.join(DIM_ROLES)}")
     out = {}
     for name, dims in inputs:
         lo, mid, hi = [], [], []
@@ -103,11 +111,11 @@ def input_shapes(profile: ProfileSpec, inputs: list[tuple[str, tuple]]) -> dict[
             if isinstance(d, int) and d >= 0:
                 r = DimRange(min=d, opt=d, max=d)
             else:
-                role = role_of(str(d))
+                role = role_of(str(d), dim_roles)
                 if role is None:
-                    known = sorted({n for names in DIM_ROLES.values() for n in names})
                     raise DeployKitError(f"input '{name}' has a dynamic dimension '{d}' that deploykit cannot size",
-                                         f"name it one of {', '.join(known)} when exporting")
+                                         f"pass --dim {d}=ROLE with ROLE one of {', '.join(DIM_ROLES)}, "
+                                         "or name the dimension when exporting")
                 r = profile.role(role)
             lo.append(r.min), mid.append(r.opt), hi.append(r.max)
         out[name] = (tuple(lo), tuple(mid), tuple(hi))

@@ -44,6 +44,8 @@ def register(app: typer.Typer) -> None:
         max_past: int = typer.Option(1024, help="Largest past length (tokens already in the cache)."),
         plugins: bool = typer.Option(True, help="Use deploykit's plugins; --no-plugins inlines the reference bodies."),
         opt_level: Optional[int] = typer.Option(None, help="TensorRT builder optimization level 0-5."),
+        dim: List[str] = typer.Option([], "--dim", help="NAME=ROLE for a dynamic ONNX dimension deploykit "
+                                       "does not recognise (ROLE: batch, tokens, past, total, flat)."),
         output: Optional[Path] = typer.Option(None, help="Engine path (default: beside the ONNX)."),
     ) -> None:
         """Build a TensorRT engine and its manifest from an exported model."""
@@ -51,7 +53,11 @@ def register(app: typer.Typer) -> None:
         from deploykit.build.profiles import default_profiles
 
         onnx_path = find_onnx(out)
+        bad = [d for d in dim if d.count("=") != 1]
+        if bad:
+            raise DeployKitError(f"--dim {bad[0]} is not NAME=ROLE", "for example --dim s53=total")
         options = BuildOptions(backend=backend, targets=target, plugins=plugins, optimization_level=opt_level,
+                               dim_roles=dict(d.split("=") for d in dim),
                                profiles=default_profiles(max_batch, max_tokens, max_past))
         result = build_engine(onnx_path, output, options)
         m = result.manifest
