@@ -261,7 +261,9 @@ class Qwen35(nn.Module):
         x = self.embed_tokens(input_ids)  # [B,T,H]
         cos, sin = self.rotary(position_ids, x.dtype)
         bias = self.attention_bias(attention_mask, t)
-        token_mask = attention_mask[:, attention_mask.shape[1] - t:]  # [B,T]
+        # mask of the new tokens [B,T]; gather, not a slice: a slice makes torch.export guard P != 0
+        cols = torch.arange(t, device=attention_mask.device) + (attention_mask.shape[1] - t)
+        token_mask = attention_mask.gather(1, cols[None].expand(input_ids.shape[0], t))
         new_state = []
         for i, layer in enumerate(self.layers):
             x, s0, s1 = layer(x, cos, sin, bias, token_mask, state[2 * i], state[2 * i + 1])
