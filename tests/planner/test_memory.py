@@ -1,0 +1,88 @@
+"""Memory model: each term against hand formulas, monotonicity in context and batch."""
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from deploykit.planner.anatomy import anatomy
+from deploykit.planner.models import resolve_model
+from deploykit.planner.plan import make_plan
+
+GIB = 2**30
+
+
+def _one(gpus, model, precision, **kw):
+    (e,) = make_plan(gpus, models=[model], precision=precision, **kw).entries
+    return e
+
+
+def test_bf16_weights_are_two_bytes_per_parameter_on_one_gpu():
+    e = _one("1xH200", "9b", "bf16")
+    assert e.memory_gib.weights == round(2 * 9_653_104_368 / GIB, 2)  # qwen35.md total (text + MTP + vision)
+    e = _one("1xH200", "9b", "bf16", text_only=True, mtp=False)
+    assert e.memory_gib.weights == round(2 * 8_953_803_264 / GIB, 2)  # text only
+
+
+def test_kv_and_state_terms_equal_hand_formulas():
+    ctx, batch = 16384, 3
+    e = _one("1xH200", "27b", "bf16", context=ctx, batch=batch)
+    kv = batch * ctx * (16 + 1) * 2 * 4 * 256 * 2  # (16 full-attention layers + MTP) x K,V x 4 heads x 256 x bf16
+    state = batch * 48 * (48 * 128 * 128 * 4 + (2 * 16 * 128 + 48 * 128) * 3 * 2)  # 48 GDN layers, fp32 state + bf16 conv
+    assert e.memory_gib.kv_cache == round(kv / GIB, 2)
+    assert e.memory_gib.linear_state == round(state / GIB, 2)
+    fp8 = _one("1xH200", "27b", "bf16", context=ctx, batch=batch, kv_dtype="fp8", state_dtype="bf16")
+    assert fp8.memory_gib.kv_cache == round(kv / 2 / GIB, 2)
+    assert fp8.memory_gib.linear_state == round(batch * 48 * (48 * 128 * 128 * 2 + (2 * 16 * 128 + 48 * 128) * 3 * 2) / GIB, 2)
+
+
+def test_capacity_and_overhead_constants():
+    a100 = _one("1xA100", "0.8b", "bf16")
+    assert a100.memory_gib.capacity_per_gpu == round(79.15 * 0.90, 2)  # gpus.yaml usable_gib x default cap
+    assert a100.memory_gib.overhead == round(0.52 + 3.26, 2)  # CUDA context + runtime workspace (_planner.yaml)
+    orin = _one("1xorin", "0.8b", "bf16")
+    assert orin.memory_gib.capacity_per_gpu == round((61.37 - 1.5) * 0.90, 2)  # OS reserve on unified memory
+    assert _one("1xorin", "0.8b", "bf16", os_reserve_gib=8).memory_gib.capacity_per_gpu == round((61.37 - 8) * 0.9, 2)
+    assert _one("1xA100", "0.8b", "bf16", mem_util=0.5).memory_gib.capacity_per_gpu == round(79.15 * 0.5, 2)
+
+
+def test_tensor_parallel_halves_the_sharded_weights():
+    one = _one("1xH200", "27b", "bf16")
+    a = anatomy(resolve_model("27b"))
+    from deploykit.planner.layout import _evaluate  # the chosen layout on 2 GPUs may be dp2; evaluate tp2 directly
+    from deploykit.planner.inventory import resolve_gpu
+    from deploykit.planner.memory import Layout, Options
+
+    kp = _evaluate(a, resolve_gpu("h200")[0], 2, "bf16", Options(), Layout(tp=2), 1)
+    full = a.weight_bytes("bf16")
+    assert one.memory_gib.weights == round(full / GIB, 2)
+    assert full / 2 < kp.memory["weights"] < full / 2 * 1.01  # norms and q/k norms stay replicated
+
+
+def test_fp8_and_int4_checkpoints_are_smaller_in_the_expected_ratio():
+    for name in ("9b", "397b"):
+        a = anatomy(resolve_model(name))
+        bf16, fp8, int4 = (a.weight_bytes(p) for p in ("bf16", "fp8", "int4"))
+        assert 0.5 < fp8 / bf16 < 0.7 and 0.25 < int4 / bf16 < 0.5
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    model=st.sampled_from(["0.8b", "4b", "27b", "35b-a3b"]),
+    precision=st.sampled_from(["bf16", "fp8", "int4"]),
+    ctx=st.integers(256, 65536),
+    extra_ctx=st.integers(1, 65536),
+    batch=st.integers(1, 8),
+    extra_batch=st.integers(1, 8),
+)
+def test_memory_grows_with_context_and_batch(model, precision, ctx, extra_ctx, batch, extra_batch):
+    def total(c, b):
+        e = _one("1xB200", model, precision, context=c, batch=b)
+        m = e.memory_gib
+        return m.weights + m.kv_cache + m.linear_state + m.activations + m.overhead, e
+
+    base, e0 = total(ctx, batch)
+    longer, e1 = total(ctx + extra_ctx, batch)
+    wider, e2 = total(ctx, batch + extra_batch)
+    assert longer >= base and wider >= base
+    assert e1.memory_gib.kv_cache >= e0.memory_gib.kv_cache and e2.memory_gib.linear_state >= e0.memory_gib.linear_state
+    assert e1.max_batch <= e0.max_batch  # longer sequences: fewer of them fit
