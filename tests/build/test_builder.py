@@ -49,6 +49,11 @@ def test_wrong_plugin_version_without_body_is_tensorrts_plugin_not_found_in_one_
     assert "gdr_node" in message and "version 7" in message and "\n" not in message
 
 
+def test_without_namespace_or_body_the_domain_is_the_namespace(backend, save):
+    path = save(contract_model(body=False, namespace=None))
+    assert _types(parse_onnx(path, backend, plugins=True)) == ["PLUGIN_V3", "PLUGIN_V3"]
+
+
 def test_wrong_plugin_name_without_body_is_plugin_not_found(backend, save):
     path = save(contract_model(body=False, name="GatedDeltaRuleX"))
     with pytest.raises(DeployKitError, match="GatedDeltaRuleX.*Plugin not found"):
@@ -57,7 +62,7 @@ def test_wrong_plugin_name_without_body_is_plugin_not_found(backend, save):
 
 def test_silently_inlined_body_is_caught_when_plugins_were_asked_for(backend, save):
     """TensorRT quietly uses the body when (name, version, namespace) matches no plugin; the builder does not."""
-    for kwargs in (dict(version="2"), dict(namespace="other"), dict(namespace=None)):
+    for kwargs in (dict(version="2"), dict(namespace="other"), dict(namespace=""), dict(namespace=None)):
         path = save(contract_model(body=True, **kwargs))
         with pytest.raises(DeployKitError, match="2 of 2 deploykit nodes were built from their reference bodies"):
             parse_onnx(path, backend, plugins=True)
