@@ -79,7 +79,7 @@ def plan_table(plan: Plan) -> str:
     lines = [f"note: {n}" for n in plan.notes]
     lines.append("throughput is a roofline estimate with named efficiency factors (docs/planner.md), not a measurement")
     lines.append(f"recommendation: {plan.recommendation or 'nothing fits this inventory; see the reasons above'}")
-    return _console_text([_table(title, cols, rows), *lines])
+    return _console_text([_table(title, cols, rows)]) + "\n".join(lines) + "\n"
 
 
 def explain_text(plan: Plan, model_name: str) -> str:
