@@ -68,7 +68,7 @@ def _unit_lower_inverse(a, BT: tl.constexpr):
     """(I + a)^-1 for strictly lower-triangular a [BT,BT] by forward substitution, one row per step."""
     o_t = tl.arange(0, BT)
     b_x = -a
-    for i in range(1, BT):
+    for i in tl.range(1, BT, loop_unroll_factor=1):  # unrolling 63 steps bloats the PTX to MBs
         m_i = o_t == i
         row = tl.sum(tl.where(m_i[:, None], b_x, 0.0), axis=0)  # row i of -a
         row = row + tl.sum(row[:, None] * b_x, axis=0) * (o_t < i)  # rows < i are already final
@@ -149,11 +149,11 @@ def causal_conv1d_kernel(
     tl.store(out + row_x[:, None] + o_t[None, :], acc.to(out.dtype.element_ty), mask=m_c[:, None] & m_t[None, :])
     if i_t == 0:  # new state = last KW-1 columns of full, copied exactly
         o_j = tl.arange(0, KP)  # KP = next power of two >= KW-1; columns >= KW-1 are masked
-        s = T + o_j
+        s_n = T + o_j  # position in full
         m_j = o_j < KW - 1
-        b_x = tl.load(x + row_x[:, None] + (s - (KW - 1))[None, :],
-                      mask=m_c[:, None] & (m_j & (s >= KW - 1))[None, :], other=0.0)
-        b_s = tl.load(conv_state + row_s[:, None] + s[None, :],
-                      mask=m_c[:, None] & (m_j & (s < KW - 1))[None, :], other=0.0)
-        tl.store(new_state + row_s[:, None] + o_j[None, :], (b_x + b_s).to(new_state.dtype.element_ty),
+        b_nx = tl.load(x + row_x[:, None] + (s_n - (KW - 1))[None, :],
+                      mask=m_c[:, None] & (m_j & (s_n >= KW - 1))[None, :], other=0.0)
+        b_ns = tl.load(conv_state + row_s[:, None] + s_n[None, :],
+                      mask=m_c[:, None] & (m_j & (s_n < KW - 1))[None, :], other=0.0)
+        tl.store(new_state + row_s[:, None] + o_j[None, :], (b_nx + b_ns).to(new_state.dtype.element_ty),
                  mask=m_c[:, None] & m_j[None, :])

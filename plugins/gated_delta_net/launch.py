@@ -112,3 +112,31 @@ def causal_conv1d_fwd(
         x, st, w, T, C, out, new_state, KW=KW, KP=triton.next_power_of_2(max(KW - 1, 1)),
         BC=BC, BT=BT, SILU=activation == "silu", num_warps=4)
     return out, new_state
+
+
+def gdn_aot_spec(dtype: str, HK: int, HV: int, K: int, V: int, scale: float, use_qk_l2norm: int,
+                 chunked: bool, batch_hint: int = 64, dot_precision: str = "tf32x3"):
+    """The KernelSpec a TensorRT AOT plugin compiles: same kernel and tiles as gated_delta_rule_fwd.
+    Grid: (cdiv(V, BV), B * HV); runtime scalar: T."""
+    from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
+
+    t, f32 = "*" + TRITON_DTYPE[dtype], "*fp32"
+    args = dict(q=t, k=t, v=t, g=f32, beta=t, h0=f32, T="i32", o=t, ht=f32)
+    BK, BV = gdn_tiles(K, V, batch_hint, HV, chunked)
+    cx = dict(HK=HK, HV=HV, K=K, V=V, BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale))
+    if chunked:
+        cx.update(BT=CHUNK, DOT=dot_precision)
+    kernel = gdn_chunk_kernel if chunked else gdn_recurrent_kernel
+    return KernelSpec(kernel, args, cx, num_warps=4, grid=(f"cdiv(V,{BV})", "B*HV"))
+
+
+def conv_aot_spec(dtype: str, KW: int, activation: str, decode: bool):
+    """KernelSpec for CausalConv1d. Grid: (B, cdiv(C, BC), cdiv(T, BT)); runtime scalars: T, C."""
+    from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
+
+    t = "*" + TRITON_DTYPE[dtype]
+    BC, BT = conv_tiles(0, 1 if decode else 64)
+    cx = dict(KW=KW, KP=triton.next_power_of_2(max(KW - 1, 1)), BC=BC, BT=BT, SILU=activation == "silu")
+    return KernelSpec(causal_conv1d_kernel, dict(x=t, conv_state=t, weight=t, T="i32", C="i32", out=t,
+                                                 new_state=t), cx, num_warps=4,
+                      grid=("B", f"cdiv(C,{BC})", f"cdiv(T,{BT})"))

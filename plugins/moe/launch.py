@@ -93,3 +93,29 @@ def moe_fwd(
     BH = min(1024, triton.next_power_of_2(H))
     moe_combine_kernel[(N, triton.cdiv(H, BH))](y, out, H=H, TOP_K=top_k, BH=BH)
     return out
+
+
+def moe_aot_specs(dtype: str, H: int, I: int, E: int, top_k: int, norm_topk_prob: int, decode: bool):
+    """KernelSpecs of the five MoE kernels, in launch order (a multi-kernel op: see docs/kernels.md)."""
+    from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
+
+    t = "*" + TRITON_DTYPE[dtype]
+    tl_ = moe_tiles(1 if decode else 4 * E, E)
+    dot = "ieee" if dtype == "float32" else "tf32"
+    gemm = dict(H=H, I=I, E=E, BM=tl_["BM"], BK=tl_["BK"], DOT=dot, UPCAST=False)
+    return [
+        KernelSpec(moe_route_kernel, dict(logits=t, ids="*i32", weights="*fp32"),
+                   dict(E=E, BE=triton.next_power_of_2(E), TOP_K=top_k, KP=triton.next_power_of_2(top_k),
+                        NORM=bool(norm_topk_prob))),
+        KernelSpec(moe_align_kernel, dict(ids="*i32", P="i32", slot_pair="*i32", block_expert="*i32",
+                                          NB_MAX="i32"),
+                   dict(E=E, BE=triton.next_power_of_2(E + 1), BM=tl_["BM"], BP=64)),
+        KernelSpec(moe_gate_up_kernel, dict(hidden=t, gate_up=t, slot_pair="*i32", block_expert="*i32",
+                                            P="i32", inter=t),
+                   dict(gemm, TOP_K=top_k, BN=tl_["BN_GU"])),
+        KernelSpec(moe_down_kernel, dict(inter=t, down=t, slot_pair="*i32", block_expert="*i32",
+                                         weights="*fp32", P="i32", y="*fp32"),
+                   dict(gemm, BN=tl_["BN_DOWN"])),
+        KernelSpec(moe_combine_kernel, dict(y="*fp32", out=t),
+                   dict(H=H, TOP_K=top_k, BH=min(1024, triton.next_power_of_2(H)))),
+    ]
