@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Annotated
 
 import typer
 
@@ -22,24 +22,24 @@ Examples:
 
 
 def plan(
-    gpus: str = typer.Option(..., "--gpus", "-g", help="Inventory, e.g. 4xA100 or 2xH100-80GB,1xL40S (count defaults to 1)."),
-    model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="Catalog name/alias/HF id or a local config.json / checkpoint folder; repeatable. Default: the whole catalog."),
-    precision: str = typer.Option("all", "--precision", "-p", help="bf16, fp8, int4 or all."),
-    context: str = typer.Option("32k", "--context", "-c", help="Tokens per sequence (prompt + output), e.g. 8192, 32k, 256k."),
-    batch: int = typer.Option(1, "--batch", "-b", help="Concurrent sequences the deployment must hold."),
-    kv_dtype: str = typer.Option("bf16", "--kv-dtype", help="KV cache dtype: bf16 or fp8."),
-    state_dtype: str = typer.Option("fp32", "--state-dtype", help="Gated DeltaNet recurrent state dtype: fp32, bf16 or fp16."),
-    text_only: bool = typer.Option(False, "--text-only", help="Leave out the vision tower."),
-    no_mtp: bool = typer.Option(False, "--no-mtp", help="Leave out the MTP (speculative decoding) layer."),
-    mem_util: Optional[float] = typer.Option(None, "--mem-util", help="Fraction of GPU memory to use (default 0.90)."),
-    os_reserve_gib: Optional[float] = typer.Option(None, "--os-reserve-gib", help="Jetson / DGX Spark: GiB kept for the OS (default 1.5)."),
-    fmt: str = typer.Option("table", "--format", "-f", help="table, json or yaml."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
-    explain: Optional[str] = typer.Option(None, "--explain", help="Print the memory waterfall of this model's chosen layouts."),
+    gpus: Annotated[str, typer.Option("--gpus", "-g", help="Inventory, e.g. 4xA100 or 2xH100-80GB,1xL40S (count defaults to 1).")],
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Catalog name/alias/HF id or a local config.json / checkpoint folder; repeatable. Default: the whole catalog.")] = None,
+    precision: Annotated[str, typer.Option("--precision", "-p", help="bf16, fp8, int4 or all.")] = "all",
+    context: Annotated[str, typer.Option("--context", "-c", help="Tokens per sequence (prompt + output), e.g. 8192, 32k, 256k.")] = "32k",
+    batch: Annotated[int, typer.Option("--batch", "-b", help="Concurrent sequences the deployment must hold.")] = 1,
+    kv_dtype: Annotated[str, typer.Option("--kv-dtype", help="KV cache dtype: bf16 or fp8.")] = "bf16",
+    state_dtype: Annotated[str, typer.Option("--state-dtype", help="Gated DeltaNet recurrent state dtype: fp32, bf16 or fp16.")] = "fp32",
+    text_only: Annotated[bool, typer.Option("--text-only", help="Leave out the vision tower.")] = False,
+    no_mtp: Annotated[bool, typer.Option("--no-mtp", help="Leave out the MTP (speculative decoding) layer.")] = False,
+    mem_util: Annotated[float | None, typer.Option("--mem-util", help="Fraction of GPU memory to use (default 0.90).")] = None,
+    os_reserve_gib: Annotated[float | None, typer.Option("--os-reserve-gib", help="Jetson / DGX Spark: GiB kept for the OS (default 1.5).")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or yaml.")] = "table",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
+    explain: Annotated[str | None, typer.Option("--explain", help="Print the memory waterfall of this model's chosen layouts.")] = None,
 ) -> None:
     """Which Qwen3.5 checkpoints fit on these GPUs, at which precision and layout, and how fast."""
-    from deploykit.planner import plan as planner  # noqa: PLC0415
-    from deploykit.planner import render  # noqa: PLC0415
+    from deploykit.planner import plan as planner
+    from deploykit.planner import render
 
     if fmt not in render.FORMATS:
         render.dump([], fmt)  # raises the one-line error
@@ -54,31 +54,31 @@ def plan(
 
 
 def models(
-    fmt: str = typer.Option("table", "--format", "-f", help="table, json or yaml."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or yaml.")] = "table",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """The Qwen3.5 catalog: parameters per component, checkpoint bytes per precision, KV and state sizes."""
-    from deploykit.planner import plan as planner  # noqa: PLC0415
-    from deploykit.planner import render  # noqa: PLC0415
+    from deploykit.planner import plan as planner
+    from deploykit.planner import render
 
     rows = planner.list_models()
     _emit(render.models_table(rows) if fmt == "table" else render.dump(rows, fmt), output)
 
 
 def gpus(
-    fmt: str = typer.Option("table", "--format", "-f", help="table, json or yaml."),
-    output: Optional[str] = typer.Option(None, "--output", "-o", help="Write to this file instead of stdout."),
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table, json or yaml.")] = "table",
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")] = None,
 ) -> None:
     """Known GPU profiles, their aliases and which precisions TensorRT can run on them."""
-    from deploykit.planner import plan as planner  # noqa: PLC0415
-    from deploykit.planner import render  # noqa: PLC0415
+    from deploykit.planner import plan as planner
+    from deploykit.planner import render
 
     rows = planner.list_gpus()
     _emit(render.gpus_table(rows) if fmt == "table" else render.dump(rows, fmt), output)
 
 
 def _emit(text: str, output: str | None) -> None:
-    from deploykit.planner import render  # noqa: PLC0415
+    from deploykit.planner import render
 
     if output:
         render.write_atomic(output, text)

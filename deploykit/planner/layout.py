@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 from deploykit.planner.anatomy import Anatomy
 from deploykit.planner.gpus import GpuProfile
-from deploykit.planner.memory import GIB, Layout, Options, breakdown, capacity_bytes, max_batch_per_rank, stages
+from deploykit.planner.memory import (
+    GIB,
+    Layout,
+    Options,
+    breakdown,
+    capacity_bytes,
+    max_batch_per_rank,
+    stages,
+)
 from deploykit.planner.roofline import Perf, instance_perf
 
 

@@ -141,7 +141,7 @@ def _load_catalog_file(path: Path) -> ModelSpec:
 def catalog() -> tuple[ModelSpec, ...]:
     """The shipped checkpoints, smallest first."""
     specs = [_load_catalog_file(p) for p in sorted((profiles_dir() / "models").glob("*.yaml")) if not p.name.startswith("_")]
-    from deploykit.planner.anatomy import anatomy  # noqa: PLC0415 (cycle-free lazy import)
+    from deploykit.planner.anatomy import anatomy
 
     return tuple(sorted(specs, key=lambda s: anatomy(s).params_total))
 

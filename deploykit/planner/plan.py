@@ -12,7 +12,14 @@ from deploykit.planner.layout import KindPlan, best_layout
 from deploykit.planner.memory import GIB, Options
 from deploykit.planner.models import ModelSpec, catalog, resolve_model
 from deploykit.planner.schema import (
-    InventoryEntry, LayoutGroup, MemoryGiB, Plan, PlanEntry, PlanLayout, PlanRequest, Throughput,
+    InventoryEntry,
+    LayoutGroup,
+    MemoryGiB,
+    Plan,
+    PlanEntry,
+    PlanLayout,
+    PlanRequest,
+    Throughput,
 )
 
 KV_DTYPES = ("bf16", "fp8")
@@ -170,7 +177,7 @@ def list_models() -> list[dict]:
             "name": spec.name, "hf_repo": spec.hf_repo, "aliases": spec.aliases,
             "params": {"text": a.params_text, "mtp": a.params_mtp, "vision": a.params_vision,
                        "total": a.params_total, "active": a.params_active},
-            "checkpoint_bytes": {p: int(round(a.weight_bytes(p))) for p in PRECISIONS},
+            "checkpoint_bytes": {p: round(a.weight_bytes(p)) for p in PRECISIONS},
             "kv_bytes_per_token": {d: a.kv_bytes_per_token(d) for d in KV_DTYPES},
             "linear_state_bytes_per_seq": {"recurrent_fp32": a.recurrent_state_bytes("fp32"),
                                            "conv_bf16": a.conv_state_bytes()},
@@ -182,7 +189,7 @@ def list_models() -> list[dict]:
 
 def list_gpus() -> list[dict]:
     """`deploykit gpus`: the profiles with their hardware rules applied."""
-    from deploykit.planner.gpus import gpu_profiles  # noqa: PLC0415
+    from deploykit.planner.gpus import gpu_profiles
 
     keys = ("id", "name", "family", "aliases", "vendor", "memory_gb", "usable_gib", "memory_bandwidth_tbs",
             "bf16_tflops", "fp16_tflops", "fp8_tflops", "sm", "nvlink_gbs", "unified_memory", "tensorrt_supported")

@@ -19,9 +19,9 @@ FORMATS = ("table", "json", "yaml")
 
 
 def _console_text(renderables) -> str:
-    from rich.console import Console  # noqa: PLC0415 (rich is only needed for tables)
+    from rich.console import Console
 
-    width = int(os.environ.get("COLUMNS", 0)) or (200 if not sys.stdout.isatty() else None)
+    width = int(os.environ.get("COLUMNS", "0") or 0) or (200 if not sys.stdout.isatty() else None)
     buf = io.StringIO()
     console = Console(file=buf, width=width, color_system=None, highlight=False, soft_wrap=False)
     for r in renderables:
@@ -30,7 +30,7 @@ def _console_text(renderables) -> str:
 
 
 def _table(title: str, columns: list[str], rows: list[list[str]]):
-    from rich.table import Table  # noqa: PLC0415
+    from rich.table import Table
 
     table = Table(title=title, title_justify="left", show_lines=False)
     for i, c in enumerate(columns):
@@ -55,7 +55,7 @@ def layout_text(e: PlanEntry, short: dict[str, str]) -> str:
 
 
 def plan_table(plan: Plan) -> str:
-    from deploykit.planner.gpus import gpu_profiles  # noqa: PLC0415
+    from deploykit.planner.gpus import gpu_profiles
 
     short = {g.id: g.short for g in gpu_profiles()}
     inv = ", ".join(f"{i.count}x {short.get(i.gpu, i.gpu)}" for i in plan.inventory)
@@ -84,7 +84,7 @@ def plan_table(plan: Plan) -> str:
 
 def explain_text(plan: Plan, model_name: str) -> str:
     """Memory waterfall of the chosen layout of every entry of one model."""
-    from deploykit.planner.gpus import efficiency, gpu_profiles  # noqa: PLC0415
+    from deploykit.planner.gpus import efficiency, gpu_profiles
 
     profiles = {g.id: g for g in gpu_profiles()}
     entries = [e for e in plan.entries if e.model == model_name]

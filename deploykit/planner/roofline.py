@@ -17,8 +17,14 @@ import math
 from dataclasses import dataclass
 
 from deploykit.planner.anatomy import Anatomy
-from deploykit.planner.gpus import GpuProfile, compute_tflops, efficiency, link_gbs, planner_constants
-from deploykit.planner.gpus import runtime
+from deploykit.planner.gpus import (
+    GpuProfile,
+    compute_tflops,
+    efficiency,
+    link_gbs,
+    planner_constants,
+    runtime,
+)
 from deploykit.planner.memory import Layout, Options, Stage
 
 ACT_BYTES = 2  # bf16 activations on the wire

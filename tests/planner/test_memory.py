@@ -1,6 +1,5 @@
 """Memory model: each term against hand formulas, monotonicity in context and batch."""
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -48,8 +47,10 @@ def test_capacity_and_overhead_constants():
 def test_tensor_parallel_halves_the_sharded_weights():
     one = _one("1xH200", "27b", "bf16")
     a = anatomy(resolve_model("27b"))
-    from deploykit.planner.layout import _evaluate  # the chosen layout on 2 GPUs may be dp2; evaluate tp2 directly
     from deploykit.planner.inventory import resolve_gpu
+    from deploykit.planner.layout import (
+        _evaluate,  # the chosen layout on 2 GPUs may be dp2; evaluate tp2 directly
+    )
     from deploykit.planner.memory import Layout, Options
 
     kp = _evaluate(a, resolve_gpu("h200")[0], 2, "bf16", Options(), Layout(tp=2), 1)
