@@ -45,10 +45,9 @@ class PlanReport(BaseModel):
     source: str  # "engine" (deserialised) or "plan-text" (read from the bytes)
     targets: list[str]
     plugin_layers: list[str]  # layer names of custom (plugin) layers, once each
-    graphs: int  # compiled graphs found (TensorRT for RTX compiles one per optimization profile)
+    profiles: int  # TensorRT for RTX compiles the graph once per optimization profile ("name [profile N]")
     plugin_types: list[str]  # plugin names found in the engine's plugin records
-    inputs: list[TensorInfo]
-    outputs: list[TensorInfo]
+    tensors: list[TensorInfo]  # the requested I/O tensors that were found
 
 
 def _tensor(t) -> TensorInfo:
@@ -80,17 +79,8 @@ _DTYPES = {"half": "HALF", "float": "FLOAT", "bf16": "BF16", "bfloat16": "BF16",
 _PROFILE_SUFFIX = re.compile(r" \[profile \d+\]$")  # names in the 2nd, 3rd... profile's graph
 
 
-def _io_names(text: str, key: str) -> list[str]:
-    names: list[str] = []
-    for m in re.finditer(rf"(?m)^\s*{key}=\{{([^}}]*)\}}", text):
-        for n in re.findall(r'"([^"]+)"', m.group(1)):
-            base = _PROFILE_SUFFIX.sub("", re.sub(r"\.\d+$", "", n))
-            if not base.startswith(("{", "__")) and base not in names:
-                names.append(base)
-    return names
-
-
 def _tensor_entry(text: str, name: str) -> TensorInfo | None:
+    """The first profile's `tensor={ dims={...} name="<name>.N" type=... }` entry (dims: symbols -> -1)."""
     m = re.search(rf'tensor=\{{[^\n]*?dims=\{{([^}}]*)\}}[^\n]*?name="{re.escape(name)}\.\d+"[^\n]*?type=(\w+)', text)
     if not m:
         return None
@@ -98,20 +88,24 @@ def _tensor_entry(text: str, name: str) -> TensorInfo | None:
     return TensorInfo(name=name, dtype=_DTYPES.get(m.group(2), m.group(2).upper()), shape=dims)
 
 
-def inspect_plan(engine: bytes, plugin_names: tuple[str, ...] = ()) -> PlanReport:
-    """Best-effort reading of a TensorRT for RTX engine's embedded graph description (no GPU needed)."""
+def inspect_plan(engine: bytes, plugin_names: tuple[str, ...] = (), io_names: tuple[str, ...] = ()) -> PlanReport:
+    """Best-effort reading of a TensorRT for RTX engine's embedded graph description (no GPU needed).
+
+    `io_names`: the network I/O tensors to look up. The compiler may rename a graph output it produced
+    internally (the logits of a full model show up as "__mye..."), so a name can be missing."""
     text = "\n".join(s.decode() for s in re.findall(rb"[ -~]{3,}", engine))  # 3: the plugin name "MoE"
-    targets = sorted({t for m in re.findall(r"accelerators=\{([^}]*)\}", text) for t in m.split()})
-    graphs = len(re.findall(r"(?m)^\s*accelerators=", text))
+    # "*" marks subgraphs that inherit the engine's targets
+    targets = sorted({t for m in re.findall(r"accelerators=\{([^}]*)\}", text) for t in m.split() if t != "*"})
+    profiles = 1 + len(set(re.findall(r"\[profile (\d+)\]", text)))
     layers = sorted({_PROFILE_SUFFIX.sub("", n) for n in re.findall(r'custom_layer=\{ name="([^"]+)"', text)})
     types = sorted(n for n in plugin_names if re.search(rf"(?m)^{re.escape(n)}$", text))
-    ins = [t for n in _io_names(text, "inputs") if (t := _tensor_entry(text, n))]
-    outs = [t for n in _io_names(text, "outputs") if (t := _tensor_entry(text, n))]
-    return PlanReport(source="plan-text", targets=targets, plugin_layers=layers, graphs=graphs, plugin_types=types,
-                      inputs=ins, outputs=outs)
+    tensors = [t for n in io_names if (t := _tensor_entry(text, n))]
+    return PlanReport(source="plan-text", targets=targets, plugin_layers=layers, profiles=profiles,
+                      plugin_types=types, tensors=tensors)
 
 
-def inspect_engine(backend, engine: bytes, plugin_names: tuple[str, ...] = ()) -> PlanReport:
+def inspect_engine(backend, engine: bytes, plugin_names: tuple[str, ...] = (),
+                   io_names: tuple[str, ...] = ()) -> PlanReport:
     """The deserialised engine's I/O where a GPU can load it, else the plan-text reading."""
     trt = backend.trt
     from deploykit.build.trt_backend import TrtLog
@@ -122,15 +116,10 @@ def inspect_engine(backend, engine: bytes, plugin_names: tuple[str, ...] = ()) -
         cuda_engine = runtime.deserialize_cuda_engine(engine)
     except Exception:  # no GPU / driver: TensorRT raises or returns None
         cuda_engine = None
-    text_report = inspect_plan(engine, plugin_names)
+    report = inspect_plan(engine, plugin_names, io_names)
     if cuda_engine is None:
-        return text_report
-    ins, outs = [], []
-    for i in range(cuda_engine.num_io_tensors):
-        name = cuda_engine.get_tensor_name(i)
-        info = TensorInfo(name=name, dtype=cuda_engine.get_tensor_dtype(name).name,
-                          shape=[int(d) for d in cuda_engine.get_tensor_shape(name)])
-        (ins if cuda_engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT else outs).append(info)
-    return PlanReport(source="engine", targets=text_report.targets, plugin_layers=text_report.plugin_layers,
-                      graphs=text_report.graphs,
-                      plugin_types=text_report.plugin_types, inputs=ins, outputs=outs)
+        return report
+    names = [cuda_engine.get_tensor_name(i) for i in range(cuda_engine.num_io_tensors)]
+    tensors = [TensorInfo(name=n, dtype=cuda_engine.get_tensor_dtype(n).name,
+                          shape=[int(d) for d in cuda_engine.get_tensor_shape(n)]) for n in names]
+    return report.model_copy(update={"source": "engine", "tensors": tensors})

@@ -82,18 +82,22 @@ def verify_manifest(engine_path: Path) -> EngineManifest:
     if (stamp.sha256, stamp.bytes) != (m.engine.sha256, m.engine.bytes):
         problems.append("engine hash/size differ from the manifest")
     if m.tensorrt_flavour == "tensorrt-rtx":  # the plan text is a TensorRT for RTX feature
-        plan = inspect_plan(engine_path.read_bytes(), tuple(p.name for p in m.plugins))
+        io = {t.name: t for t in (*m.inputs, *m.outputs)}
+        plan = inspect_plan(engine_path.read_bytes(), tuple(p.name for p in m.plugins), tuple(io))
         if plan.targets != sorted(m.targets):
             problems.append(f"engine targets {plan.targets} != manifest {sorted(m.targets)}")
         if len(plan.plugin_layers) != m.plugin_layers:
             problems.append(f"engine has {len(plan.plugin_layers)} plugin layers, manifest says {m.plugin_layers}")
         if plan.plugin_types != sorted(p.name for p in m.plugins):
             problems.append(f"engine plugins {plan.plugin_types} != manifest {sorted(p.name for p in m.plugins)}")
-        if [(t.name, t.dtype) for t in plan.outputs] != [(t.name, t.dtype) for t in m.outputs]:
-            problems.append("engine outputs (names, dtypes) differ from the manifest")
-        declared = {(t.name, t.dtype) for t in m.inputs}
-        if any((t.name, t.dtype) not in declared for t in plan.inputs):
-            problems.append("engine has inputs the manifest does not list")
+        if plan.profiles != len(m.profiles):
+            problems.append(f"engine has {plan.profiles} profiles, manifest {len(m.profiles)}")
+        if not plan.tensors:
+            problems.append("none of the manifest's I/O tensors is in the engine")
+        for t in plan.tensors:
+            want = io[t.name]
+            if t.dtype != want.dtype or any(a != b for a, b in zip(t.shape, want.shape) if a >= 0 and b >= 0):
+                problems.append(f"engine tensor {t.name} is {t.dtype}{t.shape}, manifest {want.dtype}{want.shape}")
     if problems:
         raise DeployKitError(f"{engine_path} does not match its manifest: {'; '.join(problems)}",
                              "rebuild the engine with `deploykit build`")
