@@ -107,6 +107,25 @@ def capacity_bytes(gpu: GpuProfile, opts: Options) -> float:
     return max(0.0, usable) * opts.mem_util * GIB
 
 
+_PREFIX: dict = {}
+
+
+def _prefix(anat: Anatomy, precision: str) -> dict[str, list[float]]:
+    """Running sums over the decoder layers (bytes per shard class, parameters, full-attention count)."""
+    key = (id(anat), precision)
+    hit = _PREFIX.get(key)
+    if hit and hit[0] is anat:
+        return hit[1]
+    cols = {"rep": [0.0], "tp": [0.0], "exp": [0.0], "p_rep": [0.0], "p_tp": [0.0], "full": [0]}
+    for layer in anat.layers:
+        b, p = layer.weights.nbytes[precision], layer.weights.params
+        for col, value in (("rep", b["rep"]), ("tp", b["tp"]), ("exp", b["exp"]), ("p_rep", p["rep"]),
+                           ("p_tp", p["tp"]), ("full", layer.kind == "full_attention")):
+            cols[col].append(cols[col][-1] + value)
+    _PREFIX[key] = (anat, cols)
+    return cols
+
+
 def stages(anat: Anatomy, precision: str, layout: Layout, opts: Options, gpu: GpuProfile) -> list[Stage]:
     """Per-GPU cost of every pipeline stage of one instance."""
     t = anat.spec.text
@@ -116,14 +135,16 @@ def stages(anat: Anatomy, precision: str, layout: Layout, opts: Options, gpu: Gp
     act = _activation_bytes(anat, tp, min(opts.context, runtime("prefill_chunk_tokens")))
     overhead = _overhead(gpu, layout)
     out = []
+    cols = _prefix(anat, precision)
     parts = _split(len(anat.layers), layout.pp)
     for s, idx in enumerate(parts):
         first, last = s == 0, s == layout.pp - 1
-        layers = [anat.layers[i] for i in idx]
-        w = sum(l.weights.per_gpu(precision, tp, ep) for l in layers)
-        n_full = sum(l.kind == "full_attention" for l in layers)
-        read = sum(l.weights.nbytes[precision]["rep"] + l.weights.nbytes[precision]["tp"] / tp for l in layers)
-        dense_params = sum(l.weights.params["rep"] + l.weights.params["tp"] / tp for l in layers)
+        span = {c: v[idx.stop] - v[idx.start] for c, v in cols.items()}
+        layers = anat.layers[idx.start:idx.stop]
+        read = span["rep"] + span["tp"] / tp
+        w = read + span["exp"] / (tp * ep)
+        n_full = int(span["full"])
+        dense_params = span["p_rep"] + span["p_tp"] / tp
         extra_w = 0.0
         if first:
             extra_w += anat.embed.per_gpu(precision, tp, ep)
