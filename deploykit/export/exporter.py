@@ -104,7 +104,7 @@ def export_onnx(model_or_checkpoint, out_dir: str | Path, *, dtype: str | torch.
     try:
         ir_model, inputs, outputs = trace(model, tdtype)
         optimize_without_weights(ir_model)
-        readers = RandomReaders(seed) if random_weights else CheckpointReaders(source.files, cfg.tie_word_embeddings)
+        readers = RandomReaders(seed, cfg.tie_word_embeddings) if random_weights else CheckpointReaders(source.files, cfg.tie_word_embeddings)
         count, nbytes = write_initializers(ir_model, tmp, readers, progress=progress)
         proto = finish_graph(ir_model, tmp / MODEL_FILE, decompose=decompose)
         manifest = build_manifest(proto, source=source, dtype=tdtype, layers=len(cfg.layer_types),

@@ -152,22 +152,27 @@ class CheckpointReaders:
 
 
 class RandomReaders:
-    """param name -> TensorReader over deploykit's deterministic random weights (seed, name)."""
+    """param name -> TensorReader over deploykit's deterministic random weights (a function of seed and name).
 
-    def __init__(self, seed: int):
-        from deploykit.model import random_weights  # the model helper's generator
+    `random_tensor` draws a whole tensor at once (its blocks follow one generator stream), so the largest
+    tensor is held once, in the export dtype, while it is written; nothing else is kept."""
 
-        self.seed, self.gen = seed, random_weights.random_tensor
+    def __init__(self, seed: int, tied: bool):
+        from deploykit.model.loader import random_tensor
+
+        self.seed, self.tied, self.gen = seed, tied, random_tensor
 
     def reader(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> TensorReader:
-        cache: dict[str, torch.Tensor] = {}
+        if name == "lm_head.weight" and self.tied:  # random_model draws the shared tensor under this name
+            name = "embed_tokens.weight"
+        held: dict[str, torch.Tensor] = {}
 
-        def read(a: int, b: int) -> torch.Tensor:  # one tensor at a time: generated once, sliced per block
-            if "t" not in cache:
-                cache["t"] = self.gen(name, shape, dtype, self.seed)
-            t = cache["t"]
-            if b >= shape[0] if shape else True:
-                cache.clear()
+        def read(a: int, b: int) -> torch.Tensor:
+            if "t" not in held:
+                held["t"] = self.gen(name, shape, dtype, self.seed)
+            t = held["t"]
+            if not shape or b >= shape[0]:
+                held.clear()  # last block handed out: drop the tensor
             return t[a:b] if shape else t
 
         return TensorReader(tuple(shape), read)

@@ -23,17 +23,21 @@ DEFAULT_CHUNK = 5  # tokens of the second chunk, run on top of the prefill's sta
 def _reference(kind: str, manifest, out_dir: Path):
     from deploykit.validate.references import DeploykitReference, HFReference
 
+    full = manifest.config.get("text_config", manifest.config).get("num_hidden_layers") == manifest.layers
+    layers = None if full else manifest.layers
     if manifest.random_weights:
-        raise DeployKitError(f"{out_dir} was exported with --random-weights; there is no checkpoint to compare with",
-                             "export from a checkpoint directory to validate numerics")
+        if kind != "deploykit":
+            raise DeployKitError(f"{out_dir} was exported with --random-weights; transformers has no such weights",
+                                 "use --reference deploykit (same random weights), or export a checkpoint")
+        return DeploykitReference(None, manifest.config, layers, manifest.seed)
     checkpoint = Path(manifest.checkpoint_dir or "")
     if not (checkpoint / "config.json").is_file():
         raise DeployKitError(f"the checkpoint of this export ({checkpoint}) is not available",
                              "validate on the machine that holds the checkpoint")
     if kind == "hf":
-        return HFReference(checkpoint, manifest.layers)
+        return HFReference(checkpoint, layers)
     if kind == "deploykit":
-        return DeploykitReference(checkpoint, manifest.layers)
+        return DeploykitReference(checkpoint, manifest.config, layers)
     raise DeployKitError(f"unknown reference {kind!r}", "use --reference hf or --reference deploykit")
 
 

@@ -142,10 +142,21 @@ class DeploykitReference:
 
     name = "deploykit"
 
-    def __init__(self, checkpoint: Path, layers: int | None = None):
-        from deploykit.model import load_model  # the model helper's loader
+    def __init__(self, checkpoint: Path | None, config: dict | None = None, layers: int | None = None,
+                 seed: int | None = None):
+        from deploykit.model.config import parse_config
+        from deploykit.model.loader import load_model, random_model
 
-        self.model = load_model(checkpoint, dtype=torch.float32, layers=layers).eval()
+        if checkpoint is not None and layers is None:
+            self.model = load_model(checkpoint, dtype=torch.float32)
+        else:  # random weights (a pure function of seed and name) or a layer-cut export
+            cfg = parse_config(config)
+            if layers is not None:
+                cfg = cfg.model_copy(update={"num_hidden_layers": layers, "layer_types": cfg.layer_types[:layers]})
+            if checkpoint is not None:
+                raise ValueError("--reference deploykit of a --layers export needs --random-weights")
+            self.model = random_model(cfg, dtype=torch.float32, seed=seed or 0)
+        self.model.eval()
         self.state = None
         self.past = 0
 
