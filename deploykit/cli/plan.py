@@ -24,7 +24,7 @@ Examples:
 def plan(
     gpus: Annotated[str, typer.Option("--gpus", "-g", help="Inventory, e.g. 4xA100 or 2xH100-80GB,1xL40S (count defaults to 1).")],
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Catalog name/alias/HF id or a local config.json / checkpoint folder; repeatable. Default: the whole catalog.")] = None,
-    precision: Annotated[str, typer.Option("--precision", "-p", help="bf16, fp8, int4 or all.")] = "all",
+    precision: Annotated[str, typer.Option("--precision", "-p", help="bf16, fp8, int4, a comma list (bf16,int4) or all.")] = "all",
     context: Annotated[str, typer.Option("--context", "-c", help="Tokens per sequence (prompt + output), e.g. 8192, 32k, 256k.")] = "32k",
     batch: Annotated[int, typer.Option("--batch", "-b", help="Concurrent sequences the deployment must hold.")] = 1,
     kv_dtype: Annotated[str, typer.Option("--kv-dtype", help="KV cache dtype: bf16 or fp8.")] = "bf16",

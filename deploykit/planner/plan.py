@@ -139,7 +139,7 @@ def _recommend(entries: list[PlanEntry], specs: list[ModelSpec]) -> str | None:
 def make_plan(
     gpus: str | list[InventoryItem],
     models: list[str] | None = None,
-    precision: str | list[str] = "all",
+    precision: str | list[str] = "all",  # "all", one name, "bf16,int4" or a list
     context: str | int = "32k",
     batch: int = 1,
     kv_dtype: str = "bf16",
@@ -151,7 +151,9 @@ def make_plan(
 ) -> Plan:
     """Plan every requested model x precision on the inventory. Bad input raises DeployKitError."""
     items = parse_inventory(gpus) if isinstance(gpus, str) else list(gpus)
-    precisions = list(PRECISIONS) if precision in ("all", ["all"]) else [precision] if isinstance(precision, str) else list(precision)
+    if isinstance(precision, str):
+        precision = [p.strip().lower() for p in precision.split(",") if p.strip()]
+    precisions = list(PRECISIONS) if precision in ([], ["all"]) else list(dict.fromkeys(precision))
     mem_util = runtime("memory_utilization") if mem_util is None else mem_util
     _check_options(precisions, batch, kv_dtype, state_dtype, mem_util)
     if os_reserve_gib is not None and os_reserve_gib < 0:

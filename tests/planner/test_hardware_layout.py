@@ -108,3 +108,19 @@ def test_all_gpu_profiles_load_with_sources():
         assert g.sources and g.usable_gib > 0 and g.memory_bandwidth_tbs > 0
         assert g.bf16_tflops or g.fp16_tflops
         assert math.isfinite(g.memory_gb)
+
+
+def test_every_planner_constant_names_its_source():
+    from deploykit.planner.gpus import planner_constants
+
+    doc = planner_constants()
+    for family, eff in doc["efficiency"].items():
+        assert eff["source"] and {"bandwidth", "compute_bf16", "compute_fp8"} <= set(eff), family
+        assert all(0 < eff[k] <= 1 for k in ("bandwidth", "compute_bf16", "compute_fp8")), family
+    for name, const in doc["runtime"].items():
+        assert const.get("source"), name
+
+
+def test_precision_comma_list():
+    plan = make_plan("1xH100", models=["0.8b"], precision="int4,BF16")
+    assert [e.precision for e in plan.entries] == ["int4", "bf16"]
