@@ -140,6 +140,8 @@ def hardware_notes(gpu: GpuProfile) -> list[str]:
         notes.append(f"{gpu.short} has no bf16 tensor cores: 16-bit weights run as fp16 (overflow risk for a bf16-trained model)")
     if gpu.unified_memory:
         notes.append(f"{gpu.short} shares memory with the OS: {runtime('unified_memory_os_reserve_gib')} GiB reserved by default")
+    if gpu.family in ("orin", "thor"):  # published-vs-measured gaps on Jetson come from clocks: anchors.md c5 (Edge-LLM#95)
+        notes.append(f"{gpu.short}: speeds assume MAXN clocks (sudo nvpmodel -m 0 && sudo jetson_clocks)")
     return notes
 
 
