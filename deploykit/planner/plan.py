@@ -6,7 +6,7 @@ import re
 
 from deploykit.errors import DeployKitError
 from deploykit.planner.anatomy import PRECISIONS, anatomy
-from deploykit.planner.gpus import hardware_notes, kv_support, precision_support, runtime
+from deploykit.planner.gpus import gpu_profiles, hardware_notes, kv_support, precision_support, runtime
 from deploykit.planner.inventory import InventoryItem, parse_inventory
 from deploykit.planner.layout import KindPlan, best_layout
 from deploykit.planner.memory import GIB, Options
@@ -127,10 +127,13 @@ def _recommend(entries: list[PlanEntry], specs: list[ModelSpec]) -> str | None:
         return None
     top = max(size[e.model] for e in ok)
     best = min((e for e in ok if size[e.model] == top), key=lambda e: QUALITY_ORDER.index(e.precision))
-    lay = best.layout
-    shape = f"tp{lay.tp}" + (f" ep{lay.ep}" if lay.ep > 1 else "") + f" pp{lay.pp} x dp{lay.dp}"
+    short = {g.id: g.short for g in gpu_profiles()}
+    groups = " + ".join(
+        f"{g.dp}x tp{g.tp}" + (f" ep{g.ep}" if g.ep > 1 else "") + (f" pp{g.pp}" if g.pp > 1 else "") + f" on {short[g.gpu]}"
+        for g in best.layout.groups
+    )
     return (
-        f"{best.model} {best.precision} ({shape} on {lay.gpus} GPUs): the largest model that fits, in its least lossy "
+        f"{best.model} {best.precision} ({groups}; {best.layout.gpus} GPUs): the largest model that fits, in its least lossy "
         f"precision; up to {best.max_batch} sequences of {best.context} tokens, "
         f"~{best.throughput.decode_tok_s_max:,.0f} tok/s decode in aggregate"
     )

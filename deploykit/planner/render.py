@@ -76,7 +76,8 @@ def plan_table(plan: Plan) -> str:
             str(e.max_batch) if e.fits else "-", _num(t and t.decode_tok_s_b1), _num(t and t.decode_tok_s_max),
             _num(t and t.prefill_tok_s), _num(t and t.ttft_ms),
         ])
-    lines = [f"note: {n}" for n in plan.notes]
+    hardware = dict.fromkeys(n for e in plan.entries for n in e.notes if not n.startswith("not on every GPU kind"))
+    lines = [f"note: {n}" for n in [*plan.notes, *hardware]]
     lines.append("throughput is a roofline estimate with named efficiency factors (docs/planner.md), not a measurement")
     lines.append(f"recommendation: {plan.recommendation or 'nothing fits this inventory; see the reasons above'}")
     return _console_text([_table(title, cols, rows)]) + "\n".join(lines) + "\n"
