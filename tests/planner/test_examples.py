@@ -22,3 +22,15 @@ def test_mixed_fleet_sh():
                           env=env, timeout=120, check=False)
     assert proc.returncode == 0, proc.stderr
     assert "recommendation:" in proc.stdout and "total_per_gpu" in proc.stdout and "entries fit" in proc.stdout
+
+
+def test_docs_json_example_validates_against_the_schema():
+    import json
+    import re
+
+    from deploykit.planner.schema import Plan
+
+    text = (ROOT / "docs" / "planner.md").read_text()
+    block = re.search(r"```jsonc\n(.*?)```", text, re.S)[1]
+    doc = json.loads(re.sub(r"\s*//[^\n]*", "", block))
+    Plan.model_validate(doc)
