@@ -31,6 +31,6 @@ def test_docs_json_example_validates_against_the_schema():
     from deploykit.planner.schema import Plan
 
     text = (ROOT / "docs" / "planner.md").read_text()
-    block = re.search(r"```jsonc\n(.*?)```", text, re.S)[1]
+    block = re.search(r"```jsonc\n(.*?)```", text, re.DOTALL)[1]
     doc = json.loads(re.sub(r"\s*//[^\n]*", "", block))
     Plan.model_validate(doc)
