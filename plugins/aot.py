@@ -86,3 +86,44 @@ def contract_descriptors(spec, inputs: list, act_dtype, fp32_dtype, from_shape_e
                                 for d, s in zip(inputs, spec.inputs)])
     dtypes = [act_dtype if o.dtype == "T" else fp32_dtype for o in spec.outputs]
     return tuple(from_shape_expr(tuple(shape), dtype) for shape, dtype in zip(shapes, dtypes))
+
+
+def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
+    """Every plugin kernel at Qwen3.5 layer shapes: GDN 16 key / 32 value heads of 128 (4B/9B/35B-A3B;
+    shared/reference/qwen35.md), conv width 4, MoE of the 35B-A3B (H 2048, 256 experts, top-8, I 512)."""
+    from deploykit.plugins.gated_delta_net.launch import conv_aot_spec, gdn_aot_spec
+    from deploykit.plugins.moe.launch import moe_aot_specs
+
+    gdn = dict(dtype=dtype, HK=16, HV=32, K=128, V=128, scale=128 ** -0.5, use_qk_l2norm=1)
+    specs = {"gdn_decode": gdn_aot_spec(chunked=False, **gdn), "gdn_chunk": gdn_aot_spec(chunked=True, **gdn),
+             "conv_decode": conv_aot_spec(dtype, 4, "silu", True), "conv_prefill": conv_aot_spec(dtype, 4, "silu", False)}
+    for s in moe_aot_specs(dtype, H=2048, I=512, E=256, top_k=8, norm_topk_prob=1, decode=True):
+        specs["moe_" + s.kernel.__name__] = s
+    return specs
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m deploykit.plugins.aot OUT_DIR [ARCH ...]: writes <name>.sm<arch>.ptx, prints a JSON summary.
+    Runs without a GPU; needs TRITON_INTERPRET unset (the interpreter replaces kernels by Python functions)."""
+    import json
+    import os
+    import sys
+    import tempfile
+
+    args = sys.argv[1:] if argv is None else argv
+    out_dir, archs = args[0], [int(a) for a in args[1:]] or list(AOT_ARCHS)
+    os.makedirs(out_dir, exist_ok=True)
+    for arch in archs:
+        for name, spec in qwen35_specs().items():
+            k = compile_ptx(spec, arch)
+            path = os.path.join(out_dir, f"{name}.sm{arch}.ptx")
+            with tempfile.NamedTemporaryFile("w", dir=out_dir, delete=False) as f:  # no partial files
+                f.write(k.ptx)
+            os.replace(f.name, path)
+            print(json.dumps({"name": name, "arch": arch, "entry": k.name, "shared": k.shared,
+                              "block_x": k.block_x, "ptx": path, "bytes": len(k.ptx)}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

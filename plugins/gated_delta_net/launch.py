@@ -115,7 +115,7 @@ def causal_conv1d_fwd(
 
 
 def gdn_aot_spec(dtype: str, HK: int, HV: int, K: int, V: int, scale: float, use_qk_l2norm: int,
-                 chunked: bool, batch_hint: int = 64, dot_precision: str = "tf32x3"):
+                 chunked: bool, batch_hint: int = 64, dot_precision: str = "tf32"):
     """The KernelSpec a TensorRT AOT plugin compiles: same kernel and tiles as gated_delta_rule_fwd.
     Grid: (cdiv(V, BV), B * HV); runtime scalar: T."""
     from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec

@@ -1,0 +1,34 @@
+"""Every plugin kernel compiles ahead of time to PTX for sm_80, sm_87 and sm_90 on this CPU-only machine
+(what a TensorRT `aot_impl` embeds). Runs in a subprocess: the interpreter (on in these tests) replaces
+kernels by Python functions, which cannot be compiled."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+from deploykit.plugins.aot import AOT_ARCHS
+
+
+def test_every_kernel_compiles_to_ptx_for_each_arch(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # silences triton 3.9's default-change warning
+    env["TRITON_CACHE_DIR"] = str(tmp_path / "cache")
+    procs = [subprocess.Popen([sys.executable, "-m", "deploykit.plugins.aot", str(tmp_path / "ptx"), str(arch)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for arch in AOT_ARCHS]  # one process per arch: compiles are single-threaded
+    rows = []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err[-3000:]
+        rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    names = {r["name"] for r in rows}
+    assert {"gdn_decode", "gdn_chunk", "conv_decode", "moe_moe_gate_up_kernel", "moe_moe_down_kernel"} <= names
+    assert len(rows) == len(names) * len(AOT_ARCHS)
+    for r in rows:
+        ptx = open(r["ptx"]).read()
+        target = re.search(r"^\.target\s+(\S+)", ptx, re.M).group(1)
+        assert target.removesuffix("a") == f"sm_{r['arch']}", (r["name"], target)  # sm_90 compiles as sm_90a
+        assert re.search(rf"\.visible \.entry {re.escape(r['entry'])}\(", ptx), r["name"]
+        assert r["shared"] <= 163 * 1024, r  # fits sm_80/sm_87's 163 KiB opt-in shared memory per block

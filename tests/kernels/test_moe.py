@@ -1,0 +1,64 @@
+"""MoE Triton kernels against deploykit.ops.moe (naive_moe and its `route`), under TRITON_INTERPRET=1."""
+
+import pytest
+import torch
+
+from deploykit.ops.moe import naive_moe, route
+from deploykit.plugins.moe import moe_align, moe_fwd, moe_route
+
+from ._util import BF16_ULP, FP16_ULP, rel_err
+
+
+def make(N, H, E, I, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    return (r(N, H).to(dtype), r(N, E).to(dtype), (r(E, 2 * I, H) * H ** -0.5).to(dtype),
+            (r(E, H, I) * I ** -0.5).to(dtype))
+
+
+@pytest.mark.parametrize("N,E,k,norm", [(1, 8, 2, 1), (7, 24, 10, 1), (5, 16, 4, 0)])
+def test_route_matches_reference(N, E, k, norm):
+    logits = make(N, 8, E, 4, torch.float32, seed=N)[1]
+    w, ids = moe_route(logits, k, norm)
+    rw, rids = route(logits, k, norm)
+    assert torch.equal(ids.long(), rids)
+    assert rel_err(w, rw) <= 1e-6
+
+
+def test_align_groups_pairs_by_expert_in_order():
+    """Each expert's slots hold exactly its pairs in original order (a stable sort by expert), padded to BM."""
+    ids = torch.tensor([[3, 0], [0, 5], [3, 1], [5, 0], [2, 3]], dtype=torch.int32)
+    E, BM, P = 6, 4, ids.numel()
+    slot_pair, block_expert = moe_align(ids, E, BM)
+    flat = ids.reshape(-1)
+    for b, e in enumerate(block_expert.tolist()):
+        rows = slot_pair[b * BM:(b + 1) * BM]
+        real = rows[rows < P]
+        if e == E:  # past the last used block: nothing but padding
+            assert real.numel() == 0
+        else:
+            assert (flat[real.long()] == e).all()
+    got = [p for p in slot_pair.tolist() if p < P]
+    assert got == torch.argsort(flat, stable=True).tolist()
+
+
+@pytest.mark.parametrize("N,H,E,I,k,norm,tiles", [
+    (1, 32, 8, 16, 2, 1, None),  # decode: one token
+    (6, 64, 24, 32, 10, 1, None),  # top-10, E not a power of two
+    (40, 32, 4, 16, 2, 0, dict(BM=16, BN_GU=16, BN_DOWN=16, BK=16)),  # several row blocks per expert, K loop
+])
+def test_fp32_matches_naive(N, H, E, I, k, norm, tiles):
+    args = make(N, H, E, I, torch.float32, seed=N)
+    out = moe_fwd(*args, k, norm, tiles=tiles)
+    ref = naive_moe(*args, k, norm)
+    assert out.dtype == ref.dtype and rel_err(out, ref) <= 1e-5
+
+
+@pytest.mark.parametrize("dtype,ulp", [(torch.bfloat16, BF16_ULP), (torch.float16, FP16_ULP)])
+def test_16bit_within_rounding(dtype, ulp):
+    """The SwiGLU intermediate is kept in the activation dtype (as transformers does), so the bound is a few
+    ulps of the output scale: one rounding of the intermediate plus one of the output."""
+    args = make(5, 64, 16, 32, dtype, seed=9)
+    out, ref = moe_fwd(*args, 4, 1), naive_moe(*args, 4, 1)
+    assert out.dtype == dtype
+    assert rel_err(out, ref) <= 4 * ulp
