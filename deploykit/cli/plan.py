@@ -49,7 +49,9 @@ def plan(
     )
     text = render.plan_table(result) if fmt == "table" else render.dump(result, fmt)
     if explain:
-        text += "\n" + render.explain_text(result, planner.resolve_model(explain).name)
+        planned = {e.model.lower(): e.model for e in result.entries}
+        target = planned.get(explain.lower()) or planner.resolve_model(explain).name
+        text += "\n" + render.explain_text(result, target)
     _emit(text, output)
 
 

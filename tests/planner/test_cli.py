@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from deploykit.cli import main
+from deploykit.resources import profiles_dir
 from deploykit.planner.schema import Plan
 
 ENTRY_KEYS = {"model", "precision", "fits", "reason", "layout", "memory_gib", "max_batch", "context", "throughput", "notes"}
@@ -110,3 +111,13 @@ def test_help_shows_examples(capsys):
     assert main(["plan", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--gpus" in out and "4xA100" in out and "Examples" in out
+
+
+def test_explain_a_local_checkpoint_by_its_name(tmp_path, capsys, monkeypatch):
+    cfg = yaml.safe_load((profiles_dir() / "models" / "qwen3.5-9b.yaml").read_text())["config"]
+    (tmp_path / "my-finetune").mkdir()
+    (tmp_path / "my-finetune" / "config.json").write_text(json.dumps(cfg))
+    monkeypatch.chdir(tmp_path)
+    assert main(["plan", "--gpus", "4xA100", "--model", "./my-finetune/config.json", "--explain", "my-finetune"]) == 0
+    out = capsys.readouterr().out
+    assert "my-finetune bf16 on A100 80GB SXM4" in out and "total_per_gpu" in out
