@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import onnx
+import onnx.inliner
 
 from deploykit.export.functions import attach_functions
 from deploykit.export.manifest import (
