@@ -108,3 +108,12 @@ def test_export_keeps_one_node_with_dynamic_shapes():
     got = ep.module()(*other)
     ref = _GDN()(*other)
     assert all(torch.equal(a, b) for a, b in zip(got, ref))
+
+
+def test_docs_contract_section_is_generated_from_contract():
+    from pathlib import Path
+
+    from deploykit.ops.docs import render_contract_markdown
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "model.md").read_text()
+    assert render_contract_markdown() in doc
