@@ -1,0 +1,105 @@
+"""Datacenter TensorRT (>= 10.10) QDP registrations of GatedDeltaRule and CausalConv1d (`tensorrt.plugin`).
+
+NOT EXECUTED in this repository's CI or development machine: datacenter `tensorrt` is not installable there
+(its libs wheel is a stub that downloads from NVIDIA's index, shared/reference/export-design.md §4.4) and the
+GPU machine has no TensorRT either. What *is* verified here: the descriptors apply the contract's shape rule
+(`aot.contract_descriptors`, tested) and every KernelSpec used below compiles to PTX for sm_80/87/90
+(tests/kernels/test_aot.py). Importing this module registers the plugins; it raises DeployKitError where
+tensorrt is missing (the one guard is aot.import_trt_plugin).
+
+Names and versions are the ONNX node's: op type = plugin name, domain `deploykit` = namespace, version "1".
+Each plugin embeds ONE kernel (`aot_impl`); GatedDeltaRule offers two tactics, TensorRT times both at build:
+  1 = recurrent kernel (decode / short prompts), 2 = chunked kernel (one persistent kernel per state tile).
+Shapes Hk, Hv, Dk, Dv and the conv width must be build-time constants (they are per model); B and T are dynamic.
+"""
+
+from __future__ import annotations
+
+from typing import List, Tuple
+
+from deploykit.ops.contract import CAUSAL_CONV1D, GATED_DELTA_RULE
+from deploykit.plugins.aot import compile_ptx, contract_descriptors, import_trt_plugin
+
+from .launch import conv_aot_spec, gdn_aot_spec
+
+trt, trtp = import_trt_plugin()
+
+_DTYPE = {trt.float32: "float32", trt.float16: "float16", trt.bfloat16: "bfloat16"}
+TACTIC_RECURRENT, TACTIC_CHUNK = 1, 2
+
+
+def _const(expr, what: str) -> int:
+    if not expr.is_constant:
+        raise ValueError(f"{what} must be a build-time constant (it is a model dimension)")
+    return expr.constant_value
+
+
+def _arch() -> int:
+    """SM of the GPU the engine is built on (TensorRT builds per device anyway)."""
+    import torch
+
+    major, minor = torch.cuda.get_device_capability()
+    return major * 10 + minor
+
+
+@trtp.register("deploykit::GatedDeltaRule")
+def gated_delta_rule_desc(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, g: trtp.TensorDesc,
+                          beta: trtp.TensorDesc, initial_state: trtp.TensorDesc, scale: float,
+                          use_qk_l2norm: int) -> Tuple[trtp.TensorDesc, trtp.TensorDesc]:
+    return contract_descriptors(GATED_DELTA_RULE, [q, k, v, g, beta, initial_state], q.dtype, trt.float32,
+                                trtp.from_shape_expr)
+
+
+@trtp.autotune("deploykit::GatedDeltaRule")
+def gated_delta_rule_tune(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, g: trtp.TensorDesc,
+                          beta: trtp.TensorDesc, initial_state: trtp.TensorDesc, scale: float, use_qk_l2norm: int,
+                          outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
+    c = trtp.AutoTuneCombination()
+    c.pos([0, 1, 2, 4, 6], "FP32|FP16|BF16")  # q, k, v, beta, output: the activation dtype 'T'
+    c.pos([3, 5, 7], "FP32")  # g, initial_state, final_state
+    c.tactics([TACTIC_RECURRENT, TACTIC_CHUNK])
+    return [c]
+
+
+@trtp.aot_impl("deploykit::GatedDeltaRule")
+def gated_delta_rule_aot(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, g: trtp.TensorDesc,
+                         beta: trtp.TensorDesc, initial_state: trtp.TensorDesc, scale: float, use_qk_l2norm: int,
+                         outputs: Tuple[trtp.TensorDesc], tactic: int):
+    HK, K = _const(q.shape_expr[2], "Hk"), _const(q.shape_expr[3], "Dk")
+    HV, V = _const(v.shape_expr[2], "Hv"), _const(v.shape_expr[3], "Dv")
+    spec = gdn_aot_spec(_DTYPE[q.dtype], HK, HV, K, V, scale, use_qk_l2norm, chunked=tactic == TACTIC_CHUNK)
+    ck = compile_ptx(spec, _arch())
+    lp = trtp.KernelLaunchParams()
+    lp.grid_x = -(-V // spec.constexprs["BV"])
+    lp.grid_y = q.shape_expr[0] * HV  # B * Hv
+    lp.block_x = ck.block_x
+    lp.shared_mem = ck.shared
+    extra = trtp.SymIntExprs(1)
+    extra[0] = trtp.SymInt32(q.shape_expr[1])  # T
+    return ck.name, ck.ptx, lp, extra
+
+
+@trtp.register("deploykit::CausalConv1d")
+def causal_conv1d_desc(x: trtp.TensorDesc, conv_state: trtp.TensorDesc, weight: trtp.TensorDesc,
+                       activation: str) -> Tuple[trtp.TensorDesc, trtp.TensorDesc]:
+    return contract_descriptors(CAUSAL_CONV1D, [x, conv_state, weight], x.dtype, trt.float32,
+                                trtp.from_shape_expr)
+
+
+@trtp.aot_impl("deploykit::CausalConv1d")
+def causal_conv1d_aot(x: trtp.TensorDesc, conv_state: trtp.TensorDesc, weight: trtp.TensorDesc, activation: str,
+                      outputs: Tuple[trtp.TensorDesc], tactic: int):
+    KW = _const(weight.shape_expr[1], "conv kernel width K")
+    decode = x.shape_expr[2].is_constant and x.shape_expr[2].constant_value == 1
+    spec = conv_aot_spec(_DTYPE[x.dtype], KW, activation, decode)
+    ck = compile_ptx(spec, _arch())
+    B, C, T = x.shape_expr[0], x.shape_expr[1], x.shape_expr[2]
+    lp = trtp.KernelLaunchParams()
+    lp.grid_x = B
+    lp.grid_y = trtp.cdiv(C, spec.constexprs["BC"])
+    lp.grid_z = trtp.cdiv(T, spec.constexprs["BT"])  # T >= 1 in every profile (a 0-token call is not run)
+    lp.block_x = ck.block_x
+    lp.shared_mem = ck.shared
+    extra = trtp.SymIntExprs(2)
+    extra[0], extra[1] = trtp.SymInt32(T), trtp.SymInt32(C)
+    return ck.name, ck.ptx, lp, extra

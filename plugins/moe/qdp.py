@@ -1,0 +1,39 @@
+"""Datacenter TensorRT (>= 10.10) QDP registration of MoE (`tensorrt.plugin`). NOT EXECUTED here: datacenter
+`tensorrt` is not installable on the development machine (see plugins/gated_delta_net/qdp.py). Raises
+DeployKitError where tensorrt is missing (aot.import_trt_plugin is the one guard).
+
+MoE needs five kernels in sequence (route, align, gate_up, down, combine; docs/kernels.md) and scratch
+buffers, so it cannot be a single-kernel `aot_impl`. It is registered with a JIT `@trtp.impl` that calls the
+torch launcher on TensorRT's stream (needs Python at runtime). A Python-free engine needs either the C++
+IPluginV3 path (plugins/tensorrt_v3.py, which enqueues the same launchers' kernels) or a contract change that
+splits MoE into single-kernel ops (MoERoute, MoEExperts); both are recorded as open in docs/kernels.md.
+"""
+
+from __future__ import annotations
+
+from typing import Tuple
+
+from deploykit.ops.contract import MOE
+from deploykit.plugins.aot import contract_descriptors, import_trt_plugin
+
+from .launch import moe_fwd
+
+trt, trtp = import_trt_plugin()
+
+
+@trtp.register("deploykit::MoE")
+def moe_desc(hidden: trtp.TensorDesc, router_logits: trtp.TensorDesc, gate_up: trtp.TensorDesc,
+             down: trtp.TensorDesc, top_k: int, norm_topk_prob: int) -> trtp.TensorDesc:
+    return contract_descriptors(MOE, [hidden, router_logits, gate_up, down], hidden.dtype, trt.float32,
+                                trtp.from_shape_expr)[0]
+
+
+@trtp.impl("deploykit::MoE")
+def moe_impl(hidden: trtp.Tensor, router_logits: trtp.Tensor, gate_up: trtp.Tensor, down: trtp.Tensor,
+             top_k: int, norm_topk_prob: int, outputs: Tuple[trtp.Tensor], stream: int) -> None:
+    import torch
+
+    as_t = lambda t: torch.as_tensor(t, device="cuda")  # noqa: E731  (zero-copy via __cuda_array_interface__)
+    with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
+        as_t(outputs[0]).copy_(moe_fwd(as_t(hidden), as_t(router_logits), as_t(gate_up), as_t(down),
+                                       top_k, norm_topk_prob))
