@@ -1,0 +1,1 @@
+"""Planner tests (a package so that test module names do not clash with other folders)."""
