@@ -12,8 +12,9 @@ they must be baked into the PTX.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from deploykit.errors import DeployKitError
 

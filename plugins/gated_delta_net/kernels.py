@@ -20,6 +20,7 @@ from __future__ import annotations
 import triton
 import triton.language as tl
 
+
 @triton.jit
 def _l2norm_rows(x, USE_L2NORM: tl.constexpr):
     """x * rsqrt(sum(x^2) + eps) along the last axis (no-op unless USE_L2NORM)."""

@@ -13,9 +13,9 @@ Each plugin embeds ONE kernel (`aot_impl`); GatedDeltaRule offers two tactics, T
 Shapes Hk, Hv, Dk, Dv and the conv width must be build-time constants (they are per model); B and T are dynamic.
 """
 
-from __future__ import annotations
-
-from typing import List, Tuple
+# No `from __future__ import annotations`: tensorrt.plugin reads these annotations as real types
+# (TensorDesc vs attribute types), and it matches typing.Tuple/List as its own samples write them.
+from typing import List, Tuple  # noqa: UP035
 
 from deploykit.ops.contract import CAUSAL_CONV1D, GATED_DELTA_RULE
 from deploykit.plugins.aot import compile_ptx, contract_descriptors, import_trt_plugin

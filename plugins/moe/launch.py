@@ -12,7 +12,13 @@ import os
 import torch
 import triton
 
-from .kernels import moe_align_kernel, moe_combine_kernel, moe_down_kernel, moe_gate_up_kernel, moe_route_kernel
+from .kernels import (
+    moe_align_kernel,
+    moe_combine_kernel,
+    moe_down_kernel,
+    moe_gate_up_kernel,
+    moe_route_kernel,
+)
 
 
 def moe_tiles(pairs: int, E: int) -> dict[str, int]:

@@ -9,9 +9,9 @@ IPluginV3 path (plugins/tensorrt_v3.py, which enqueues the same launchers' kerne
 splits MoE into single-kernel ops (MoERoute, MoEExperts); both are recorded as open in docs/kernels.md.
 """
 
-from __future__ import annotations
-
-from typing import Tuple
+# No `from __future__ import annotations`: tensorrt.plugin reads these annotations as real types
+# (TensorDesc vs attribute types), and it matches typing.Tuple/List as its own samples write them.
+from typing import List, Tuple  # noqa: UP035
 
 from deploykit.ops.contract import MOE
 from deploykit.plugins.aot import contract_descriptors, import_trt_plugin
@@ -33,7 +33,7 @@ def moe_impl(hidden: trtp.Tensor, router_logits: trtp.Tensor, gate_up: trtp.Tens
              top_k: int, norm_topk_prob: int, outputs: Tuple[trtp.Tensor], stream: int) -> None:
     import torch
 
-    as_t = lambda t: torch.as_tensor(t, device="cuda")  # noqa: E731  (zero-copy via __cuda_array_interface__)
+    as_t = lambda t: torch.as_tensor(t, device="cuda")
     with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
         as_t(outputs[0]).copy_(moe_fwd(as_t(hidden), as_t(router_logits), as_t(gate_up), as_t(down),
                                        top_k, norm_topk_prob))

@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from deploykit.plugins.aot import AOT_ARCHS
 
@@ -27,8 +28,8 @@ def test_every_kernel_compiles_to_ptx_for_each_arch(tmp_path):
     assert {"gdn_decode", "gdn_chunk", "conv_decode", "moe_moe_gate_up_kernel", "moe_moe_down_kernel"} <= names
     assert len(rows) == len(names) * len(AOT_ARCHS)
     for r in rows:
-        ptx = open(r["ptx"]).read()
-        target = re.search(r"^\.target\s+(\S+)", ptx, re.M).group(1)
+        ptx = Path(r["ptx"]).read_text()
+        target = re.search(r"^\.target\s+(\S+)", ptx, re.MULTILINE).group(1)
         assert target.removesuffix("a") == f"sm_{r['arch']}", (r["name"], target)  # sm_90 compiles as sm_90a
         assert re.search(rf"\.visible \.entry {re.escape(r['entry'])}\(", ptx), r["name"]
         assert r["shared"] <= 163 * 1024, r  # fits sm_80/sm_87's 163 KiB opt-in shared memory per block

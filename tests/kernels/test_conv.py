@@ -2,9 +2,9 @@
 
 import pytest
 import torch
+from deploykit.plugins.gated_delta_net import causal_conv1d_fwd
 
 from deploykit.ops.causal_conv1d import naive_causal_conv1d
-from deploykit.plugins.gated_delta_net import causal_conv1d_fwd
 
 from ._util import assert_within_rounding, rel_err
 

@@ -3,17 +3,17 @@ reference (deploykit.ops.gated_delta_rule.naive_gated_delta_rule), under TRITON_
 
 import pytest
 import torch
-
-from deploykit.ops.gated_delta_rule import naive_gated_delta_rule
 from deploykit.plugins.gated_delta_net import gated_delta_rule_fwd
 from deploykit.plugins.gated_delta_net.launch import CHUNK
+
+from deploykit.ops.gated_delta_rule import naive_gated_delta_rule
 
 from ._util import assert_within_rounding, rel_err
 
 
 def make(B, T, HK, HV, K, V, dtype, seed=0, zero_state=False):
     gen = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    r = lambda *s: torch.randn(*s, generator=gen)
     q, k, v = r(B, T, HK, K).to(dtype), r(B, T, HK, K).to(dtype), r(B, T, HV, V).to(dtype)
     g = -torch.rand(B, T, HV, generator=gen) * 0.3  # log decay <= 0
     beta = torch.rand(B, T, HV, generator=gen).to(dtype)

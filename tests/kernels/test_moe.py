@@ -2,16 +2,16 @@
 
 import pytest
 import torch
+from deploykit.plugins.moe import moe_align, moe_fwd, moe_route
 
 from deploykit.ops.moe import naive_moe, route
-from deploykit.plugins.moe import moe_align, moe_fwd, moe_route
 
 from ._util import BF16_ULP, FP16_ULP, rel_err
 
 
 def make(N, H, E, I, dtype, seed=0):
     gen = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    r = lambda *s: torch.randn(*s, generator=gen)
     return (r(N, H).to(dtype), r(N, E).to(dtype), (r(E, 2 * I, H) * H ** -0.5).to(dtype),
             (r(E, H, I) * I ** -0.5).to(dtype))
 

@@ -4,11 +4,11 @@ import importlib.util
 
 import pytest
 import torch
+from deploykit.plugins import LAUNCHERS, launcher
+from deploykit.plugins.aot import contract_descriptors, import_trt_plugin
 
 from deploykit.errors import DeployKitError
 from deploykit.ops.contract import OPS
-from deploykit.plugins import LAUNCHERS, launcher
-from deploykit.plugins.aot import contract_descriptors, import_trt_plugin
 
 
 class _Desc:
