@@ -76,7 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # click usage errors
         import click
 
-        if isinstance(exc, click.exceptions.ClickException):
+        # typer >= 0.2x vendors click: its usage errors derive from typer.TyperException, not click's classes.
+        if isinstance(exc, click.exceptions.ClickException) or (
+            isinstance(exc, typer.TyperException) and hasattr(exc, "show")
+        ):
             exc.show()
             return 2
         if isinstance(exc, click.exceptions.Abort):

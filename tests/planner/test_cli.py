@@ -121,3 +121,10 @@ def test_explain_a_local_checkpoint_by_its_name(tmp_path, capsys, monkeypatch):
     assert main(["plan", "--gpus", "4xA100", "--model", "./my-finetune/config.json", "--explain", "my-finetune"]) == 0
     out = capsys.readouterr().out
     assert "my-finetune bf16 on A100 80GB SXM4" in out and "total_per_gpu" in out
+
+
+@pytest.mark.parametrize("args", [["plan", "--gpus", "1xH100", "--batch", "abc"], ["plan"], ["plan", "--gpus", "1xH100", "--bogus"]])
+def test_usage_errors_exit_2_without_traceback(args, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Error:" in err and "Traceback" not in err
