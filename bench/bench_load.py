@@ -25,14 +25,14 @@ GIB = 2**30
 LIN, FULL = "linear_attention", "full_attention"
 # Qwen3.5-2B text config (shared/reference/qwen35_configs.json: Megatron-LM _VARIANT_CONFIGS and slime
 # scripts/models/qwen3.5-2B.sh; tied embeddings, 3 Gated DeltaNet layers per full-attention layer).
-QWEN35_2B_TEXT = dict(
-    model_type="qwen3_5_text", vocab_size=248320, hidden_size=2048, intermediate_size=6144, num_hidden_layers=24,
-    layer_types=[FULL if (i + 1) % 4 == 0 else LIN for i in range(24)], num_attention_heads=8,
-    num_key_value_heads=2, head_dim=256, linear_num_key_heads=16, linear_num_value_heads=16,
-    linear_key_head_dim=128, linear_value_head_dim=128, linear_conv_kernel_dim=4, rms_norm_eps=1e-6,
-    tie_word_embeddings=True,
-    rope_parameters={"rope_type": "default", "rope_theta": 10000000, "partial_rotary_factor": 0.25},
-)
+QWEN35_2B_TEXT = {
+    "model_type": "qwen3_5_text", "vocab_size": 248320, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 24,
+    "layer_types": [FULL if (i + 1) % 4 == 0 else LIN for i in range(24)], "num_attention_heads": 8,
+    "num_key_value_heads": 2, "head_dim": 256, "linear_num_key_heads": 16, "linear_num_value_heads": 16,
+    "linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4, "rms_norm_eps": 1e-6,
+    "tie_word_embeddings": True,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 10000000, "partial_rotary_factor": 0.25},
+}
 
 LOAD_SNIPPET = """
 import json, resource, sys, time, torch
@@ -52,7 +52,6 @@ def write_checkpoint(out: Path, dtype, seed: int = 0) -> int:
     import torch
 
     from deploykit.model.config import parse_config
-    from deploykit.model.loader import random_tensor
     from deploykit.model.model import Qwen35
 
     config = {"model_type": "qwen3_5", "architectures": ["Qwen3_5ForConditionalGeneration"],

@@ -23,20 +23,20 @@ import torch
 LIN, FULL = "linear_attention", "full_attention"
 
 # Odd head counts on purpose: 3 query heads over 1 KV head, 2 key heads serving 6 value heads.
-TINY_DENSE: dict[str, Any] = dict(
-    vocab_size=256, hidden_size=64, intermediate_size=96, num_hidden_layers=5,
-    layer_types=[LIN, FULL, LIN, LIN, FULL], num_attention_heads=3, num_key_value_heads=1, head_dim=32,
-    linear_num_key_heads=2, linear_num_value_heads=6, linear_key_head_dim=16, linear_value_head_dim=8,
-    linear_conv_kernel_dim=4, rms_norm_eps=1e-6, tie_word_embeddings=False, max_position_embeddings=4096,
-    rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
-)
+TINY_DENSE: dict[str, Any] = {
+    "vocab_size": 256, "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 5,
+    "layer_types": [LIN, FULL, LIN, LIN, FULL], "num_attention_heads": 3, "num_key_value_heads": 1, "head_dim": 32,
+    "linear_num_key_heads": 2, "linear_num_value_heads": 6, "linear_key_head_dim": 16, "linear_value_head_dim": 8,
+    "linear_conv_kernel_dim": 4, "rms_norm_eps": 1e-6, "tie_word_embeddings": False, "max_position_embeddings": 4096,
+    "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "partial_rotary_factor": 0.25},
+}
 TINY_MOE: dict[str, Any] = dict(
     TINY_DENSE, intermediate_size=None, num_hidden_layers=4, layer_types=[LIN, FULL, LIN, FULL],
     linear_num_key_heads=1, linear_num_value_heads=3, num_experts=6, num_experts_per_tok=2,
     moe_intermediate_size=32, shared_expert_intermediate_size=24,
 )
-TINY_VISION = dict(depth=1, hidden_size=16, intermediate_size=32, num_heads=2, out_hidden_size=64,
-                   patch_size=4, temporal_patch_size=2, spatial_merge_size=2)
+TINY_VISION = {"depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2, "out_hidden_size": 64,
+                   "patch_size": 4, "temporal_patch_size": 2, "spatial_merge_size": 2}
 
 
 def hf_classes(kind: str):
@@ -132,7 +132,9 @@ def _fuse_experts(tensors: dict[str, torch.Tensor], num_experts: int) -> dict[st
     out = {k: v for k, v in tensors.items() if ".mlp.experts." not in k}
     prefixes = sorted({k.split(".mlp.experts.")[0] for k in tensors if ".mlp.experts." in k})
     for pre in prefixes:
-        e = lambda i, w: tensors[f"{pre}.mlp.experts.{i}.{w}.weight"]  # noqa: E731
+        def e(i: int, w: str, pre: str = pre) -> torch.Tensor:
+            return tensors[f"{pre}.mlp.experts.{i}.{w}.weight"]
+
         out[f"{pre}.mlp.experts.gate_up_proj"] = torch.stack(
             [torch.cat([e(i, "gate_proj"), e(i, "up_proj")]) for i in range(num_experts)])
         out[f"{pre}.mlp.experts.down_proj"] = torch.stack([e(i, "down_proj") for i in range(num_experts)])
@@ -184,15 +186,15 @@ def load_hf_model(kind: str, path: str | Path, dtype: torch.dtype = torch.float3
 # (kind, make_tiny_checkpoint keyword arguments).
 TINY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "dense": ("dense", {}),
-    "dense_tied": ("dense", dict(tie_word_embeddings=True, num_attention_heads=5, num_key_value_heads=5,
-                                 linear_num_key_heads=3, linear_num_value_heads=3, num_hidden_layers=4,
-                                 layer_types=[FULL, LIN, LIN, FULL], max_shard_size="40KB", seed=1)),
+    "dense_tied": ("dense", {"tie_word_embeddings": True, "num_attention_heads": 5, "num_key_value_heads": 5,
+                                 "linear_num_key_heads": 3, "linear_num_value_heads": 3, "num_hidden_layers": 4,
+                                 "layer_types": [FULL, LIN, LIN, FULL], "max_shard_size": "40KB", "seed": 1}),
     "moe": ("moe", {}),
-    "moe_tied": ("moe", dict(tie_word_embeddings=True, num_experts=5, num_experts_per_tok=3, num_attention_heads=4,
-                             num_key_value_heads=2, linear_num_key_heads=2, linear_num_value_heads=2, seed=2)),
+    "moe_tied": ("moe", {"tie_word_embeddings": True, "num_experts": 5, "num_experts_per_tok": 3, "num_attention_heads": 4,
+                             "num_key_value_heads": 2, "linear_num_key_heads": 2, "linear_num_value_heads": 2, "seed": 2}),
     # same weights as "dense" / "moe", other on-disk layouts
-    "dense_multimodal": ("dense", dict(layout="multimodal")),
-    "moe_multimodal_fused": ("moe", dict(layout="multimodal", fused_experts=True)),
+    "dense_multimodal": ("dense", {"layout": "multimodal"}),
+    "moe_multimodal_fused": ("moe", {"layout": "multimodal", "fused_experts": True}),
 }
 
 

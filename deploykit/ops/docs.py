@@ -16,8 +16,8 @@ def render_op(spec: OpSpec) -> str:
     where = f"ONNX `{DOMAIN}::{spec.name}` v{spec.version}" if spec.in_onnx_domain else \
         "lowered to standard ONNX ops by the exporter"
     lines = [f"### {spec.name}", "",
-             f"torch `torch.ops.{DOMAIN}.{spec.torch_name}`; {where}; TensorRT plugin `{spec.name}` "
-             f"version \"{spec.plugin_version}\". {spec.doc}", "",
+             (f"torch `torch.ops.{DOMAIN}.{spec.torch_name}`; {where}; TensorRT plugin `{spec.name}` "
+             f"version \"{spec.plugin_version}\". {spec.doc}"), "",
              "| | name | shape | dtype | note |", "|---|---|---|---|---|"]
     lines += _tensor_rows("input", spec.inputs) + _tensor_rows("output", spec.outputs)
     lines += ["", "| attribute | type | default | note |", "|---|---|---|---|"]

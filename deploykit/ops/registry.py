@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
 
 FORCE_NAIVE_ENV = "DEPLOYKIT_FORCE_NAIVE"
 NAIVE = "naive"

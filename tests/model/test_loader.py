@@ -134,7 +134,7 @@ def test_corrupt_shard_is_one_line_error(tiny_checkpoint, tmp_path, damage):
 
 def test_missing_shard_from_index(tiny_checkpoint, tmp_path):
     ckpt = copy_ckpt(tiny_checkpoint("dense_tied"), tmp_path / "c")
-    victim = sorted(ckpt.glob("*.safetensors"))[0]
+    victim = min(ckpt.glob("*.safetensors"))
     victim.unlink()
     with pytest.raises(DeployKitError) as e:
         load_model(ckpt)

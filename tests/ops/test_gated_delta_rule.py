@@ -17,7 +17,7 @@ def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def make_inputs(B, T, Hk, Hv, Dk, Dv, seed=0, dtype=torch.float32, state=True):
     gen = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    r = lambda *s: torch.randn(*s, generator=gen)
     q, k, v = r(B, T, Hk, Dk).to(dtype), r(B, T, Hk, Dk).to(dtype), r(B, T, Hv, Dv).to(dtype)
     g = -torch.rand(B, T, Hv, generator=gen) * 1.5  # log decay <= 0
     beta = torch.rand(B, T, Hv, generator=gen).to(dtype)

@@ -46,6 +46,6 @@ def test_norm_topk_prob_off_keeps_softmax_weights():
     h, rl = torch.randn(3, 4), torch.randn(3, 2)
     gu, d = torch.randn(2, 6, 4), torch.randn(2, 4, 3)
     p = rl.softmax(-1)
-    expert = lambda e: (torch.nn.functional.silu(h @ gu[e, :3].t()) * (h @ gu[e, 3:].t())) @ d[e].t()  # noqa: E731
+    expert = lambda e: (torch.nn.functional.silu(h @ gu[e, :3].t()) * (h @ gu[e, 3:].t())) @ d[e].t()
     ref = p[:, :1] * expert(0) + p[:, 1:] * expert(1)
     torch.testing.assert_close(naive_moe(h, rl, gu, d, top_k=2, norm_topk_prob=0), ref, rtol=1e-5, atol=1e-5)

@@ -1,6 +1,5 @@
 """torch custom ops: schema == contract, fake shapes from the contract rule, real eager math, export."""
 
-import inspect
 
 import pytest
 import torch
