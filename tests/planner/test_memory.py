@@ -114,3 +114,30 @@ def test_one_token_moe_block_bytes_match_the_h100_baseline(name, touched_mb):
     per_expert = a.layers[0].weights.nbytes["bf16"]["exp"] / t.num_experts
     shared_and_router = 2 * (3 * t.hidden_size * t.shared_expert_intermediate_size + t.num_experts * t.hidden_size)
     assert (t.num_experts_per_tok * per_expert + shared_and_router) / 1e6 == pytest.approx(touched_mb, rel=0.01)
+
+
+def test_fitting_entries_stay_under_capacity_and_max_batch_is_tight():
+    from deploykit.planner.inventory import resolve_gpu
+    from deploykit.planner.memory import Layout, Options, breakdown, capacity_bytes, max_batch_per_rank, stages
+
+    plan = make_plan("2xH100,1xL4,1xorin", context="16k")
+    assert any(e.fits for e in plan.entries)
+    for e in plan.entries:
+        if e.fits:
+            assert e.memory_gib.total_per_gpu <= e.memory_gib.capacity_per_gpu
+    # One GPU, one layout: max_batch sequences fit under the cap, one more does not.
+    for name, precision in (("4b", "bf16"), ("9b", "int4"), ("0.8b", "fp8")):
+        a, gpu, opts = anatomy(resolve_model(name)), resolve_gpu("l4")[0], Options(context=16384)
+        sts = stages(a, precision, Layout(), opts, gpu)
+        cap = capacity_bytes(gpu, opts)
+        n = max_batch_per_rank(sts, cap, opts.context)
+        assert n >= 1
+        assert breakdown(sts, n, opts.context)["total_per_gpu"] <= cap < breakdown(sts, n + 1, opts.context)["total_per_gpu"]
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(1, 10**6), unit=st.sampled_from(["", "k", "K", "m", "M"]))
+def test_context_parsing(n, unit):
+    from deploykit.planner.plan import parse_context
+
+    assert parse_context(f"{n}{unit}") == n * {"": 1, "k": 1024, "m": 1024**2}[unit.lower()]
