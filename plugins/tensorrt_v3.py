@@ -78,7 +78,7 @@ def source_hash(spec: OpSpec) -> str:
     return h.hexdigest()
 
 
-def _decode_fields(trt, spec: OpSpec, fc) -> dict:
+def _decode_fields(spec: OpSpec, fc) -> dict:
     """PluginFieldCollection -> {attribute: python value}, contract defaults for missing ones."""
     given = {f.name: f.data for f in fc} if fc is not None else {}
     out = {}
@@ -200,7 +200,7 @@ def make_creator_class(trt, spec: OpSpec):
             self.field_names = _field_templates(trt, spec)
 
         def create_plugin(self, name, fc, phase):
-            return plugin_class(_decode_fields(trt, spec, fc))
+            return plugin_class(_decode_fields(spec, fc))
 
     ContractCreator.__name__ = ContractCreator.__qualname__ = f"{spec.name}Creator"
     return ContractCreator

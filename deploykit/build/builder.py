@@ -24,7 +24,7 @@ from deploykit.build.manifest import EngineManifest, ProfileStamp, file_stamp, m
 from deploykit.build.profiles import ProfileSpec, default_profiles, input_shapes
 from deploykit.build.trt_backend import Backend, TrtLog, load_backend
 from deploykit.errors import DeployKitError
-from deploykit.ops.contract import DOMAIN
+from deploykit.ops.contract import DOMAIN, ONNX_OPS
 
 
 class BuildOptions(BaseModel):
@@ -84,9 +84,9 @@ def _parse_error(parser, path: Path, versions: dict[str, str]) -> DeployKitError
     hint = "see the TensorRT log with DEPLOYKIT_DEBUG=1"
     if "Plugin not found" in message:
         op = err.node_operator()
-        hint = (f"deploykit registers {op} version "
-                f"{registration.ONNX_OPS[op].plugin_version if op in registration.ONNX_OPS else '(none)'} "
-                f"in namespace '{DOMAIN}'; the node asks for version {versions.get(op, '?')}: re-export the model")
+        ours = f"version {ONNX_OPS[op].plugin_version}" if op in ONNX_OPS else "no plugin of that name"
+        hint = (f"deploykit registers {ours} for {op} in namespace '{DOMAIN}'; the node asks for version "
+                f"{versions.get(op, '?')}: re-export the model")
     return DeployKitError(f"TensorRT could not parse {path.name}{where}: {message}", hint)
 
 

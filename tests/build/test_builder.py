@@ -123,3 +123,16 @@ def test_missing_tensorrt_is_one_clear_error(monkeypatch):
         trt_backend.load_backend("auto")
     with pytest.raises(DeployKitError, match="pip install 'deploykit\\[tensorrt-rtx\\]'"):
         trt_backend.load_backend("tensorrt-rtx")
+
+
+def test_only_trt_backend_imports_tensorrt():
+    """The flavour differences stay in one module: nothing else in deploykit/ nor the IPluginV3 module imports
+    TensorRT (plugins/aot.py, the kernels' datacenter-only QDP/AOT path, keeps its own guard)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    pattern = re.compile(r"^\s*(import|from)\s+tensorrt(_rtx_bindings|_rtx_libs)?\b", re.M)
+    files = [*(root / "deploykit").rglob("*.py"), root / "plugins" / "tensorrt_v3.py"]
+    offenders = [str(f.relative_to(root)) for f in files if pattern.search(f.read_text()) and f.name != "trt_backend.py"]
+    assert offenders == []
