@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from deploykit.cli import main
-from deploykit.resources import profiles_dir
 from deploykit.planner.schema import Plan
+from deploykit.resources import profiles_dir
 
 ENTRY_KEYS = {"model", "precision", "fits", "reason", "layout", "memory_gib", "max_batch", "context", "throughput", "notes"}
 LAYOUT_KEYS = {"tp", "ep", "pp", "dp", "gpu", "gpus"}

@@ -118,7 +118,14 @@ def test_one_token_moe_block_bytes_match_the_h100_baseline(name, touched_mb):
 
 def test_fitting_entries_stay_under_capacity_and_max_batch_is_tight():
     from deploykit.planner.inventory import resolve_gpu
-    from deploykit.planner.memory import Layout, Options, breakdown, capacity_bytes, max_batch_per_rank, stages
+    from deploykit.planner.memory import (
+        Layout,
+        Options,
+        breakdown,
+        capacity_bytes,
+        max_batch_per_rank,
+        stages,
+    )
 
     plan = make_plan("2xH100,1xL4,1xorin", context="16k")
     assert any(e.fits for e in plan.entries)
