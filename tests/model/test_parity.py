@@ -96,3 +96,35 @@ def test_ragged_left_padded_batch_matches_each_alone(tiny_checkpoint, name):
             alone, st = run(ours, tok, st, start=len(p) + s)
             assert rel(batched[s + 1][b], alone[0, -1]) <= REL_TOL, (b, s)
             tok = alone[:, -1].argmax(-1, keepdim=True)
+
+
+@pytest.mark.parametrize("name", ["moe"])
+def test_naive_op_backends_give_the_same_model(tiny_checkpoint, name, monkeypatch):
+    """DEPLOYKIT_FORCE_NAIVE=1 (naive GDN, conv and MoE references inside the model) == default fast backends."""
+    from deploykit.ops import registry
+
+    ours, _ = models(tiny_checkpoint(name), name)
+    ids = torch.randint(0, ours.config.vocab_size, (2, 80), generator=torch.Generator().manual_seed(1))
+    fast, fast_state = run(ours, ids, ours.empty_state(2))
+    monkeypatch.setenv(registry.FORCE_NAIVE_ENV, "1")
+    naive, naive_state = run(ours, ids, ours.empty_state(2))
+    assert rel(naive, fast) <= REL_TOL
+    assert all(rel(a, b) <= REL_TOL for a, b in zip(naive_state, fast_state))
+
+
+@pytest.mark.parametrize("name", ["dense", "moe"])
+def test_bf16_error_no_worse_than_transformers_bf16(tiny_checkpoint, name):
+    """In bf16 (fp32 recurrent state) our distance to the fp32 logits is within 1.5x of transformers' own
+    bf16 distance: bf16 rounding is the only difference, not a numerics bug."""
+    from deploykit.model.loader import load_model
+    from deploykit.model.testing import TINY_VARIANTS, load_hf_model
+
+    path, kind = tiny_checkpoint(name), TINY_VARIANTS[name][0]
+    f32, b16 = load_model(path, dtype=torch.float32), load_model(path, dtype=torch.bfloat16)
+    ids = torch.randint(0, f32.config.vocab_size, (2, 24), generator=torch.Generator().manual_seed(2))
+    ref, _ = run(f32, ids, f32.empty_state(2))
+    got, state = run(b16, ids, b16.empty_state(2))
+    with torch.no_grad():
+        hf16 = load_hf_model(kind, path, dtype=torch.bfloat16)(ids).logits
+    assert got.dtype == torch.bfloat16 and state[1].dtype == torch.float32
+    assert rel(got, ref) <= 1.5 * rel(hf16, ref), (rel(got, ref), rel(hf16, ref))
