@@ -121,6 +121,7 @@ def parse_config(raw: dict) -> TextConfig:
     if rope.get("rope_type", "default") != "default":
         raise DeployKitError(f"rope_type {rope['rope_type']!r} is not supported", "Qwen3.5 uses the default RoPE")
     fields = {**text, "is_moe": is_moe, "layer_types": _layer_types(text)}
+    fields.pop("norm_topk_prob", None)  # transformers' Qwen3_5MoeTopKRouter renormalises whatever the config says
     for key in ("rope_theta", "partial_rotary_factor"):
         if key in rope:
             fields[key] = rope[key]
