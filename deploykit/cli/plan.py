@@ -49,9 +49,7 @@ def plan(
     )
     text = render.plan_table(result) if fmt == "table" else render.dump(result, fmt)
     if explain:
-        planned = {e.model.lower(): e.model for e in result.entries}
-        target = planned.get(explain.lower()) or planner.resolve_model(explain).name
-        text += "\n" + render.explain_text(result, target)
+        text += "\n" + render.explain_text(result, explain)
     _emit(text, output)
 
 
