@@ -42,6 +42,9 @@ class AotKernel:
     arch: int
     num_warps: int
     shared: int  # dynamic shared memory bytes the launch must request
+    scratch: int  # global + profile scratch bytes. Triton >= 3.3 appends two scratch pointer parameters to
+    # every kernel (after the declared ones); with scratch == 0 they are never read, so null pointers are
+    # safe. Whether TensorRT's QDP AOT launcher supplies them is NOT verified here (docs/kernels.md).
 
     @property
     def block_x(self) -> int:
@@ -62,7 +65,8 @@ def compile_ptx(spec: KernelSpec, arch: int) -> AotKernel:
     src = ASTSource(fn=spec.kernel, signature=signature, constexprs=dict(spec.constexprs))
     ck = triton.compile(src, target=GPUTarget("cuda", arch, WARP_SIZE), options=options)
     return AotKernel(name=ck.metadata.name, ptx=ck.asm["ptx"], arch=arch,
-                     num_warps=ck.metadata.num_warps, shared=ck.metadata.shared)
+                     num_warps=ck.metadata.num_warps, shared=ck.metadata.shared,
+                     scratch=ck.metadata.global_scratch_size + getattr(ck.metadata, "profile_scratch_size", 0))
 
 
 def import_trt_plugin():
@@ -122,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                 f.write(k.ptx)
             os.replace(f.name, path)
             print(json.dumps({"name": name, "arch": arch, "entry": k.name, "shared": k.shared,
-                              "block_x": k.block_x, "ptx": path, "bytes": len(k.ptx)}), flush=True)
+                              "block_x": k.block_x, "scratch": k.scratch, "ptx": path, "bytes": len(k.ptx)}), flush=True)
     return 0
 
 
