@@ -83,10 +83,13 @@ def plan_table(plan: Plan) -> str:
     return _console_text([_table(title, cols, rows)]) + "\n".join(lines) + "\n"
 
 
-def explain_text(plan: Plan, model_name: str) -> str:
-    """Memory waterfall of the chosen layout of every entry of one model."""
+def explain_text(plan: Plan, model: str) -> str:
+    """Memory waterfall of the chosen layout of every entry of one model (a planned name, alias or path)."""
     from deploykit.planner.gpus import efficiency, gpu_profiles
+    from deploykit.planner.models import resolve_model
 
+    planned = {e.model.lower(): e.model for e in plan.entries}
+    model_name = planned.get(model.lower()) or resolve_model(model).name
     profiles = {g.id: g for g in gpu_profiles()}
     entries = [e for e in plan.entries if e.model == model_name]
     out = []
@@ -108,7 +111,7 @@ def explain_text(plan: Plan, model_name: str) -> str:
         out.extend(f"  note: {n}" for n in e.notes)
         out.append("")
     if not entries:
-        raise DeployKitError(f"--explain '{model_name}' is not among the planned models", "add it with --model")
+        raise DeployKitError(f"--explain '{model}' is not among the planned models", "add it with --model")
     return "\n".join(out)
 
 
