@@ -25,6 +25,9 @@ from deploykit.planner.memory import (
 from deploykit.planner.roofline import Perf, instance_perf
 
 
+PP_BEYOND_FIT = 2  # per (tp, ep): try the smallest fitting pp and one deeper, no more (search-time bound)
+
+
 @dataclass
 class KindPlan:
     """Best layout on one GPU kind, or why none fits (then `layout` is the closest attempt)."""
@@ -83,9 +86,13 @@ def _evaluate(anat, gpu, count, precision, opts, lay, batch_share):
 def best_layout(anat: Anatomy, gpu: GpuProfile, count: int, precision: str, opts: Options, batch_share: int) -> KindPlan:
     """Highest aggregate decode throughput that fits; else the attempt that came closest, with the reason."""
     best, closest = None, None
-    for lay in candidate_layouts(anat, gpu, count):
+    fitted: dict[tuple[int, int], int] = {}
+    for lay in candidate_layouts(anat, gpu, count):  # pp ascending within each (tp, ep)
+        if fitted.get((lay.tp, lay.ep), 0) >= PP_BEYOND_FIT:
+            continue  # deeper pipelines only add bubbles once the model fits
         kp = _evaluate(anat, gpu, count, precision, opts, lay, batch_share)
         if kp.fits:
+            fitted[lay.tp, lay.ep] = fitted.get((lay.tp, lay.ep), 0) + 1
             key = (-kp.aggregate_decode, kp.dp * lay.gpus)
             if best is None or key < best[0]:
                 best = (key, kp)

@@ -124,3 +124,13 @@ def test_every_planner_constant_names_its_source():
 def test_precision_comma_list():
     plan = make_plan("1xH100", models=["0.8b"], precision="int4,BF16")
     assert [e.precision for e in plan.entries] == ["int4", "bf16"]
+
+
+def test_large_inventories_plan_quickly_and_use_wide_expert_parallelism():
+    import time
+
+    t = time.perf_counter()
+    plan = make_plan("64xH100", models=["397b"], precision="bf16")
+    assert time.perf_counter() - t < 5  # generous: a functional bound on the search, the benchmark lives in bench/
+    e = plan.entries[0]
+    assert e.fits and e.layout.ep > 1 and e.layout.gpus <= 64
