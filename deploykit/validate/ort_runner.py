@@ -24,7 +24,17 @@ def make_session(model_path: Path, providers: list[str] | None = None, threads: 
         opts.intra_op_num_threads = threads
     available = ort.get_available_providers()
     providers = [p for p in (providers or available) if p in available] or ["CPUExecutionProvider"]
-    return ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
+    try:
+        return ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
+    except Exception as exc:  # ORT raises its own pybind exception types
+        if "NOT_IMPLEMENTED" not in str(exc):
+            raise
+        from deploykit.errors import DeployKitError
+
+        first = str(exc).split(" : ")[-1].strip()
+        raise DeployKitError(f"ONNX Runtime ({', '.join(providers)}) cannot run this model: {first}",
+                             "bf16 exports need an execution provider with bf16 kernels (e.g. CUDA); "
+                             "validate an fp32 or fp16 export on the CPU") from None
 
 
 class OrtModel:

@@ -63,3 +63,18 @@ def test_interrupted_export_leaves_no_manifest(tiny_checkpoint, tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     assert not (out / "deploykit.json").exists()
+
+
+def test_random_weights_layers_export_validates_against_deploykit(tiny_checkpoint, tmp_path):
+    """--random-weights --layers: weights regenerated from (seed, name) by the reference match the export."""
+    from deploykit.export.manifest import Manifest
+
+    out = tmp_path / "rand"
+    assert main(["export", str(tiny_checkpoint("moe")), "-o", str(out), "--random-weights", "--seed", "3",
+                 "--layers", "3", "-q"]) == 0
+    m = Manifest.read(out)
+    assert m.random_weights and m.seed == 3 and m.layers == 3 and m.checkpoint_files == []
+    assert [t.name for t in m.inputs if t.name.startswith("past.")] == [
+        "past.0.conv", "past.0.recurrent", "past.1.key", "past.1.value", "past.2.conv", "past.2.recurrent"]
+    assert main(["validate", str(out), "--reference", "deploykit", "--decode-steps", "3"]) == 0
+    assert main(["validate", str(out)]) == 2  # transformers has no such weights: a clear one-line error
