@@ -8,6 +8,9 @@ Graph outputs: logits [batch,tokens,vocab], present.{i}.* (same layout, past -> 
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import torch
 
 OPSET = 20  # highest opset the recorded ONNX-TensorRT parser (10.x) supports: profiles/tensorrt/onnx_tensorrt_ops.yaml
@@ -55,11 +58,15 @@ def trace(model: torch.nn.Module, dtype: torch.dtype):
 
     inputs = ["input_ids", "position_ids", "attention_mask", *model.state_names("past")]
     outputs = ["logits", *model.state_names("present")]
-    program = torch.onnx.export(
-        _Flat(model).eval(), _examples(model, dtype, next(model.parameters()).device), dynamo=True, dynamic_shapes=_dynamic_shapes(model),
-        custom_translation_table=translation_table(OPSET), opset_version=OPSET, input_names=inputs,
-        output_names=outputs, optimize=False, verbose=False,
-    )
+    # torch.onnx logs missing torchvision ops and warns about dim renames it handles itself: not actionable
+    logging.getLogger("torch.onnx._internal.exporter._registration").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", (UserWarning, FutureWarning))
+        program = torch.onnx.export(
+            _Flat(model).eval(), _examples(model, dtype, next(model.parameters()).device), dynamo=True,
+            dynamic_shapes=_dynamic_shapes(model), custom_translation_table=translation_table(OPSET),
+            opset_version=OPSET, input_names=inputs, output_names=outputs, optimize=False, verbose=False,
+        )
     return program.model, inputs, outputs
 
 
@@ -77,9 +84,13 @@ def optimize_without_weights(ir_model) -> None:
         if isinstance(raw, torch.Tensor) and raw.device.type == "meta":
             hidden[name] = value.const_value
             value.const_value = None
+    quiet = logging.getLogger("onnx_ir.passes.common.initializer_deduplication")  # warns per hidden weight
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         onnxscript.optimizer.optimize_ir(ir_model)
     finally:
+        quiet.setLevel(level)
         for name, const in hidden.items():
             if name in graph.initializers:
                 graph.initializers[name].const_value = const
