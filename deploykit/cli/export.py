@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -23,9 +22,9 @@ def register(app: typer.Typer) -> None:
     def export(
         model: str = typer.Argument(..., help="Checkpoint directory or catalog alias (e.g. qwen3.5-2b)."),
         out: Path = typer.Option(..., "-o", "--out", help="Output directory (written atomically)."),
-        weights: Optional[Path] = typer.Option(None, help="Checkpoint directory for a catalog alias."),
+        weights: Path | None = typer.Option(None, help="Checkpoint directory for a catalog alias."),
         dtype: str = typer.Option("fp32", help="fp32, fp16 or bf16."),
-        layers: Optional[int] = typer.Option(None, help="Export only the first N decoder layers."),
+        layers: int | None = typer.Option(None, help="Export only the first N decoder layers."),
         random_weights: bool = typer.Option(False, "--random-weights", help="Deterministic random weights."),
         seed: int = typer.Option(0, help="Seed of --random-weights."),
         decompose: bool = typer.Option(False, help="Inline the deploykit ops: standard ONNX ops only."),

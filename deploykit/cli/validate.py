@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -21,7 +20,7 @@ def register(app: typer.Typer) -> None:
         reference: str = typer.Option("hf", help="hf (transformers) or deploykit (our PyTorch model)."),
         prompts: int = typer.Option(3, help="Sequences in the batch (export traced batch 2)."),
         decode_steps: int = typer.Option(16, help="Greedy T=1 steps after prefill and a second chunk."),
-        report: Optional[Path] = typer.Option(None, help="Write the JSON report here."),
+        report: Path | None = typer.Option(None, help="Write the JSON report here."),
         seed: int = typer.Option(0, help="Seed of the random prompts."),
     ) -> None:
         """Compare the exported model on ONNX Runtime with the PyTorch reference, step by step."""

@@ -102,7 +102,7 @@ def export_onnx(model_or_checkpoint, out_dir: str | Path, *, dtype: str | torch.
     model, cfg = _build_meta_model(source.config, tdtype, layers)
     tmp = _prepare_out(out_dir)
     try:
-        ir_model, inputs, outputs = trace(model, tdtype)
+        ir_model, _, _ = trace(model, tdtype)
         optimize_without_weights(ir_model)
         readers = RandomReaders(seed, cfg.tie_word_embeddings) if random_weights else CheckpointReaders(source.files, cfg.tie_word_embeddings)
         count, nbytes = write_initializers(ir_model, tmp, readers, progress=progress)

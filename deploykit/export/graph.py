@@ -9,7 +9,13 @@ import onnx.inliner
 
 from deploykit.export.functions import attach_functions
 from deploykit.export.manifest import (
-    FileHash, Manifest, OpVersion, Readiness, TensorIO, config_hash, file_sha256,
+    FileHash,
+    Manifest,
+    OpVersion,
+    Readiness,
+    TensorIO,
+    config_hash,
+    file_sha256,
 )
 from deploykit.export.readiness import check_readiness, parser_ops
 from deploykit.export.schemas import register_schemas

@@ -90,7 +90,7 @@ class CheckpointReaders:
         self.where: dict[str, Path] = {}
         for f in files:
             with safe_open(f, framework="pt") as h:
-                self.where.update({k: f for k in h.keys()})
+                self.where.update({k: f for k in h.keys()})  # noqa: SIM118  (safe_open is not a mapping)
 
     def _slice_reader(self, key: str) -> TensorReader:
         from safetensors import safe_open

@@ -74,7 +74,7 @@ class ExternalDataWriter:
 
     def __init__(self, out_dir: Path, location: str = DATA_FILE):
         self.out_dir, self.location = Path(out_dir), location
-        self._f = open(self.out_dir / location, "wb")
+        self._f = open(self.out_dir / location, "wb")  # noqa: SIM115  (open across write() calls; close())
         self.offset = 0
         self.count = 0
 

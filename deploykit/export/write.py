@@ -38,7 +38,7 @@ def write_initializers(ir_model, out_dir: Path, readers, progress: bool = True) 
             for name, value, t in todo:
                 bar.update(task, description=name)
                 if t.device.type == "meta":
-                    param = name[len(GRAPH_PREFIX):] if name.startswith(GRAPH_PREFIX) else name
+                    param = name.removeprefix(GRAPH_PREFIX)
                     reader = readers.reader(param, tuple(t.shape), t.dtype)
                 else:
                     reader = reader_from_tensor(t)

@@ -39,7 +39,7 @@ def _hf_state_dict(checkpoint: Path, model: torch.nn.Module, is_moe: bool) -> di
     out: dict[str, torch.Tensor] = {}
     for file in sorted(checkpoint.glob("*.safetensors")):
         with safe_open(file, framework="pt") as f:
-            for key in f.keys():
+            for key in f.keys():  # noqa: SIM118  (safe_open is not a mapping)
                 name = key.replace("model.language_model.", "model.", 1)
                 if name in wanted:
                     out[name] = f.get_tensor(key)

@@ -40,7 +40,7 @@ def test_gated_delta_rule_body_matches_naive(hk, hv, l2):
     dk, dv, scale = 8, 5, 0.31
     model = _single_node_model(
         GATED_DELTA_RULE, gated_delta_rule_function,
-        dict(scale=scale, use_qk_l2norm=l2, plugin_version="1", plugin_namespace=DOMAIN),
+        {"scale": scale, "use_qk_l2norm": l2, "plugin_version": "1", "plugin_namespace": DOMAIN},
         [["B", "T", hk, dk], ["B", "T", hk, dk], ["B", "T", hv, dv], ["B", "T", hv], ["B", "T", hv], ["B", hv, dk, dv]])
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(0)
@@ -59,7 +59,7 @@ def test_gated_delta_rule_body_matches_naive(hk, hv, l2):
 def test_moe_body_matches_naive(top_k, norm):
     e, h, i = 5, 8, 6
     model = _single_node_model(
-        MOE, moe_function, dict(top_k=top_k, norm_topk_prob=norm, plugin_version="1", plugin_namespace=DOMAIN),
+        MOE, moe_function, {"top_k": top_k, "norm_topk_prob": norm, "plugin_version": "1", "plugin_namespace": DOMAIN},
         [["N", h], ["N", e], [e, 2 * i, h], [e, h, i]])
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(1)
@@ -74,11 +74,11 @@ def test_moe_body_matches_naive(top_k, norm):
 def test_schema_shape_inference_follows_contract():
     """Shape inference through the registered schema gives every output the contract's dims and dtype."""
     model = _single_node_model(
-        GATED_DELTA_RULE, gated_delta_rule_function, dict(scale=0.5),
+        GATED_DELTA_RULE, gated_delta_rule_function, {"scale": 0.5},
         [["B", "T", 2, 4], ["B", "T", 2, 4], ["B", "T", 4, 3], ["B", "T", 4], ["B", "T", 4], ["B", 4, 4, 3]])
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     vi = {v.name: v for v in inferred.graph.output}
-    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
     assert dims(vi["output"]) == ["B", "T", 4, 3]
     assert dims(vi["final_state"]) == ["B", 4, 4, 3]
     assert vi["final_state"].type.tensor_type.elem_type == TP.FLOAT
