@@ -64,7 +64,7 @@ def decode(H, HV, B, sweep: bool, cfg: dict | None = None) -> dict:
 
 def prefill(H, HV, T, sweep: bool, cfg: dict | None = None) -> dict:
     args = inputs(1, T, H, HV)
-    configs = ([dict(dot_precision=p, block_v=bv, num_warps=w) for p in ("tf32", "tf32x3")
+    configs = ([dict(dot_precision="tf32", solve=s, block_v=bv, num_warps=w) for s in ("rows", "blocked")
                 for bv in (32, 64) for w in (4, 8)] if sweep else [cfg or dict(dot_precision="tf32", block_v=64)])
     best = None
     for c in configs:
@@ -80,7 +80,12 @@ def prefill(H, HV, T, sweep: bool, cfg: dict | None = None) -> dict:
             emit({"sweep": True, **row})
     if not best:
         return {}
-    chosen = {k: best[k] for k in ("dot_precision", "block_v", "num_warps") if k in best}
+    chosen = {k: best[k] for k in ("dot_precision", "solve", "block_v", "num_warps") if k in best}
+    if sweep:  # the price of near-fp32 dots (3 tf32 MMAs each) on the best configuration, with its errors
+        alt = {**chosen, "dot_precision": "tf32x3"}
+        emit({"sweep": True, "kernel": "chunk", "H": H, "HV": HV, "T": T, **alt,
+              **timings(lambda: gated_delta_rule_fwd(*args, K ** -0.5, 1, mode="chunk", **alt), n_lat=10, n_thr=20),
+              **check(args, "chunk", **alt)})
     best.update(check(args, "chunk", **chosen))
     emit(best)
     return chosen

@@ -101,6 +101,7 @@ def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
 
     gdn = dict(dtype=dtype, HK=16, HV=32, K=128, V=128, scale=128 ** -0.5, use_qk_l2norm=1)
     specs = {"gdn_decode": gdn_aot_spec(chunked=False, **gdn), "gdn_chunk": gdn_aot_spec(chunked=True, **gdn),
+             "gdn_chunk_blocked": gdn_aot_spec(chunked=True, solve="blocked", **gdn),
              "conv_decode": conv_aot_spec(dtype, 4, "silu", True), "conv_prefill": conv_aot_spec(dtype, 4, "silu", False)}
     for s in moe_aot_specs(dtype, H=2048, I=512, E=256, top_k=8, norm_topk_prob=1, decode=True):
         specs["moe_" + s.kernel.__name__] = s

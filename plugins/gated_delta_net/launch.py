@@ -54,6 +54,7 @@ def gated_delta_rule_fwd(
     *,
     mode: str = "auto",  # "auto" | "recurrent" | "chunk"
     dot_precision: str = "ieee",
+    solve: str = "rows",  # chunk only: "rows" (row substitution) or "blocked" (see kernels.py)
     block_v: int | None = None,
     num_warps: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,7 +74,7 @@ def gated_delta_rule_fwd(
     if chunked:
         gdn_chunk_kernel[grid](q, k, v, g, beta, h0, T, o, ht, HK=HK, HV=HV, K=K, V=V,
                                BT=CHUNK, BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale), DOT=dot_precision,
-                               num_warps=num_warps or 4)
+                               BLOCKED_SOLVE=solve == "blocked", num_warps=num_warps or 4)
     else:
         gdn_recurrent_kernel[grid](q, k, v, g, beta, h0, T, o, ht, HK=HK, HV=HV, K=K, V=V,
                                    BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale), num_warps=num_warps or 4)
@@ -115,7 +116,7 @@ def causal_conv1d_fwd(
 
 
 def gdn_aot_spec(dtype: str, HK: int, HV: int, K: int, V: int, scale: float, use_qk_l2norm: int,
-                 chunked: bool, batch_hint: int = 64, dot_precision: str = "tf32"):
+                 chunked: bool, batch_hint: int = 64, dot_precision: str = "tf32", solve: str = "rows"):
     """The KernelSpec a TensorRT AOT plugin compiles: same kernel and tiles as gated_delta_rule_fwd.
     Grid: (cdiv(V, BV), B * HV); runtime scalar: T."""
     from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
@@ -125,7 +126,7 @@ def gdn_aot_spec(dtype: str, HK: int, HV: int, K: int, V: int, scale: float, use
     BK, BV = gdn_tiles(K, V, batch_hint, HV, chunked)
     cx = dict(HK=HK, HV=HV, K=K, V=V, BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale))
     if chunked:
-        cx.update(BT=CHUNK, DOT=dot_precision)
+        cx.update(BT=CHUNK, DOT=dot_precision, BLOCKED_SOLVE=solve == "blocked")
     kernel = gdn_chunk_kernel if chunked else gdn_recurrent_kernel
     return KernelSpec(kernel, args, cx, num_warps=4, grid=(f"cdiv(V,{BV})", "B*HV"))
 

@@ -8,8 +8,9 @@ GPU machine has no TensorRT either. What *is* verified here: the descriptors app
 tensorrt is missing (the one guard is aot.import_trt_plugin).
 
 Names and versions are the ONNX node's: op type = plugin name, domain `deploykit` = namespace, version "1".
-Each plugin embeds ONE kernel (`aot_impl`); GatedDeltaRule offers two tactics, TensorRT times both at build:
-  1 = recurrent kernel (decode / short prompts), 2 = chunked kernel (one persistent kernel per state tile).
+Each plugin embeds ONE kernel (`aot_impl`); GatedDeltaRule offers three tactics, TensorRT times them at build:
+  1 = recurrent kernel (decode / short prompts), 2 = chunked kernel (one persistent kernel per state tile),
+  3 = chunked kernel with the blocked triangular solve.
 Shapes Hk, Hv, Dk, Dv and the conv width must be build-time constants (they are per model); B and T are dynamic.
 """
 
@@ -25,7 +26,7 @@ from .launch import conv_aot_spec, gdn_aot_spec
 trt, trtp = import_trt_plugin()
 
 _DTYPE = {trt.float32: "float32", trt.float16: "float16", trt.bfloat16: "bfloat16"}
-TACTIC_RECURRENT, TACTIC_CHUNK = 1, 2
+TACTIC_RECURRENT, TACTIC_CHUNK, TACTIC_CHUNK_BLOCKED = 1, 2, 3
 
 
 def _const(expr, what: str) -> int:
@@ -57,7 +58,7 @@ def gated_delta_rule_tune(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.Tensor
     c = trtp.AutoTuneCombination()
     c.pos([0, 1, 2, 4, 6], "FP32|FP16|BF16")  # q, k, v, beta, output: the activation dtype 'T'
     c.pos([3, 5, 7], "FP32")  # g, initial_state, final_state
-    c.tactics([TACTIC_RECURRENT, TACTIC_CHUNK])
+    c.tactics([TACTIC_RECURRENT, TACTIC_CHUNK, TACTIC_CHUNK_BLOCKED])
     return [c]
 
 
@@ -67,7 +68,8 @@ def gated_delta_rule_aot(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorD
                          outputs: Tuple[trtp.TensorDesc], tactic: int):
     HK, K = _const(q.shape_expr[2], "Hk"), _const(q.shape_expr[3], "Dk")
     HV, V = _const(v.shape_expr[2], "Hv"), _const(v.shape_expr[3], "Dv")
-    spec = gdn_aot_spec(_DTYPE[q.dtype], HK, HV, K, V, scale, use_qk_l2norm, chunked=tactic == TACTIC_CHUNK)
+    spec = gdn_aot_spec(_DTYPE[q.dtype], HK, HV, K, V, scale, use_qk_l2norm, chunked=tactic != TACTIC_RECURRENT,
+                        solve="blocked" if tactic == TACTIC_CHUNK_BLOCKED else "rows")
     ck = compile_ptx(spec, _arch())
     lp = trtp.KernelLaunchParams()
     lp.grid_x = -(-V // spec.constexprs["BV"])

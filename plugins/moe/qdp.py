@@ -10,8 +10,8 @@ splits MoE into single-kernel ops (MoERoute, MoEExperts); both are recorded as o
 """
 
 # No `from __future__ import annotations`: tensorrt.plugin reads these annotations as real types
-# (TensorDesc vs attribute types), and it matches typing.Tuple/List as its own samples write them.
-from typing import List, Tuple  # noqa: UP035
+# (TensorDesc vs attribute types), and it matches typing.Tuple as its own samples write them.
+from typing import Tuple  # noqa: UP035
 
 from deploykit.ops.contract import MOE
 from deploykit.plugins.aot import contract_descriptors, import_trt_plugin

@@ -28,13 +28,15 @@ CASES = [  # (B, T, HK, HV, K, V, mode): GQA everywhere but one; T=1 decode; T n
     pytest.param(1, CHUNK + 6, 1, 2, 16, 16, "chunk", id="chunk-T70-gqa2"),
     pytest.param(2, 2 * CHUNK, 2, 4, 16, 16, "chunk", id="chunk-T128-exact"),
     pytest.param(1, CHUNK + 6, 1, 2, 16, 16, "auto", id="auto-T70"),
+    pytest.param(2, CHUNK + 6, 1, 2, 16, 16, "blocked", id="chunk-blocked-T70"),
 ]
 
 
 @pytest.mark.parametrize("B,T,HK,HV,K,V,mode", CASES)
 def test_fp32_matches_naive(B, T, HK, HV, K, V, mode):
     args = make(B, T, HK, HV, K, V, torch.float32)
-    o, h = gated_delta_rule_fwd(*args, K ** -0.5, 1, mode=mode)
+    solve = "blocked" if mode == "blocked" else "rows"
+    o, h = gated_delta_rule_fwd(*args, K ** -0.5, 1, mode="chunk" if mode == "blocked" else mode, solve=solve)
     ro, rh = naive_gated_delta_rule(*args, K ** -0.5, 1)
     assert rel_err(h, rh) <= 1e-5 and h.dtype == torch.float32
     assert rel_err(o, ro) <= 1e-5 and o.shape == ro.shape
@@ -60,14 +62,25 @@ def test_without_l2norm_and_zero_state():
         assert rel_err(h, rh) <= 1e-5 and rel_err(o, ro) <= 1e-5, mode
 
 
+def test_blocked_solve_with_nearly_parallel_keys():
+    """The blocked inverse's series (I - M + M^2 - M^3) stays accurate when keys are nearly parallel and
+    beta ~ 1, where A has its largest entries."""
+    q, k, v, g, beta, h0 = make(1, CHUNK, 1, 1, 16, 16, torch.float32, seed=7)
+    k = k * 0.1 + torch.randn(1, 1, 1, 16, generator=torch.Generator().manual_seed(8))
+    beta, g = torch.full_like(beta, 0.99), torch.zeros_like(g)
+    ro, rh = naive_gated_delta_rule(q, k, v, g, beta, h0, 0.25, 1)
+    o, h = gated_delta_rule_fwd(q, k, v, g, beta, h0, 0.25, 1, mode="chunk", solve="blocked")
+    assert rel_err(h, rh) <= 1e-5 and rel_err(o, ro) <= 1e-5
+
+
 def test_prefill_split_in_two_then_decode():
     """Prefill 37 + 40 tokens (neither a chunk multiple) then one decode step == one pass over all 78."""
     q, k, v, g, beta, h0 = make(2, 78, 1, 2, 16, 16, torch.float32, seed=3)
     ro, rh = naive_gated_delta_rule(q, k, v, g, beta, h0, 0.25, 1)
     parts, h = [], h0
-    for lo, hi, mode in ((0, 37, "chunk"), (37, 77, "chunk"), (77, 78, "recurrent")):
+    for lo, hi, mode, solve in ((0, 37, "chunk", "rows"), (37, 77, "chunk", "blocked"), (77, 78, "recurrent", "")):
         o, h = gated_delta_rule_fwd(q[:, lo:hi], k[:, lo:hi], v[:, lo:hi], g[:, lo:hi], beta[:, lo:hi], h,
-                                    0.25, 1, mode=mode)
+                                    0.25, 1, mode=mode, solve=solve)
         parts.append(o)
     assert rel_err(h, rh) <= 1e-5
     assert rel_err(torch.cat(parts, dim=1), ro) <= 1e-5
