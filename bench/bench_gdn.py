@@ -6,7 +6,7 @@ Targets (issue 5, shared/reference/h100-baseline.md): decode step 64 sequences x
 fp32 state at >= 80 % of the measured copy bandwidth (fla: 72-78 %); prefill 8192 tokens x 32 heads no
 slower than fla's chunk_gated_delta_rule (0.888 ms at 32/32, 0.60 ms throughput at 16/32 in the table).
 
-    python bench/bench_gdn.py [--quick]
+    python bench/bench_gdn.py [--quick] [--only decode|prefill|conv]
 """
 
 from __future__ import annotations
@@ -106,17 +106,21 @@ def conv(B, C, T):
 
 def main() -> None:
     quick = "--quick" in sys.argv
+    only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     emit({**device_line(), "copy_GBps": copy_bandwidth_GBps()})
-    best = decode(16, 32, 64, sweep=not quick)  # the target case; its best tiles are reused below
-    for H, HV in ((32, 32), (16, 48), (16, 64)):
-        for B in (1, 64):
-            decode(H, HV, B, sweep=False, cfg=best)
-    decode(16, 32, 1, sweep=False)  # default tiles (the launcher's small-grid choice)
-    best = prefill(16, 32, 8192, sweep=not quick)
-    for H, HV, T in ((32, 32, 8192), (16, 32, 2048), (16, 48, 8192), (16, 64, 8192)):
-        prefill(H, HV, T, sweep=False, cfg=best)
-    conv(64, 8192, 1)  # decode step: conv channels = 2*16*128 + 32*128 (qkv of the 35B-A3B)
-    conv(1, 8192, 8192)
+    if only in (None, "decode"):
+        best = decode(16, 32, 64, sweep=not quick)  # the target case; its best tiles are reused below
+        for H, HV in ((32, 32), (16, 48), (16, 64)):
+            for B in (1, 64):
+                decode(H, HV, B, sweep=False, cfg=best)
+        decode(16, 32, 1, sweep=False)  # default tiles (the launcher's small-grid choice)
+    if only in (None, "prefill"):
+        best = prefill(16, 32, 8192, sweep=not quick)
+        for H, HV, T in ((32, 32, 8192), (16, 32, 2048), (16, 48, 8192), (16, 64, 8192)):
+            prefill(H, HV, T, sweep=False, cfg=best)
+    if only in (None, "conv"):
+        conv(64, 8192, 1)  # decode step: conv channels = 2*16*128 + 32*128 (qkv of the 35B-A3B)
+        conv(1, 8192, 8192)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Joins bench_gdn/bench_moe output with the shared baselines' output from the same GPU call and prints ratios
-and the issue-5 targets.   python bench/kernel_ratios.py OUT_DIR   (files: gdn, fla, moe, moe_baseline .jsonl)"""
+and the issue-5 targets.   python bench/kernel_ratios.py OUT_DIR
+(files written by bench/run_gpu.sh: gdn_*.jsonl, fla_*.jsonl, moe.jsonl, moe_baseline.jsonl)"""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import sys
@@ -17,11 +19,16 @@ def rows(path: str) -> list[dict]:
         return [json.loads(line) for line in f if line.startswith("{")]
 
 
+def rows_glob(pattern: str) -> list[dict]:
+    return [r for path in sorted(glob.glob(pattern)) for r in rows(path)]
+
+
 def gdn(out_dir: str) -> None:
-    ours = [r for r in rows(f"{out_dir}/gdn.jsonl") if not r.get("sweep") and "throughput_ms" in r]
-    fla = {(r["kernel"], r["H"], r["HV"], r.get("B", r.get("T"))): r for r in rows(f"{out_dir}/fla.jsonl")
+    mine = rows_glob(f"{out_dir}/gdn_*.jsonl")
+    ours = [r for r in mine if not r.get("sweep") and "throughput_ms" in r]
+    fla = {(r["kernel"], r["H"], r["HV"], r.get("B", r.get("T"))): r for r in rows_glob(f"{out_dir}/fla_*.jsonl")
            if "throughput_ms" in r}
-    copy = next((r["copy_GBps"] for r in rows(f"{out_dir}/gdn.jsonl") if "copy_GBps" in r), None)
+    copy = next((r["copy_GBps"] for r in mine if "copy_GBps" in r), None)
     print(f"GDN (copy bandwidth measured in this run: {copy} GB/s)")
     for r in ours:
         if r["kernel"] not in ("recurrent", "chunk"):

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# One command for the kernel benchmarks on a GPU machine, each stage with its baseline in the SAME call, so
-# every comparison is a ratio from one run (shared/reference/h100-baseline.md asks for that):
-#   bash bench/run_gpu.sh gdn     # bench_gdn.py + fla 0.6.0 baseline          (~5-8 min on an H100)
-#   bash bench/run_gpu.sh moe     # bench_moe.py + transformers MoE baseline    (~5-8 min)
-#   bash bench/run_gpu.sh all     # both (may exceed a 10-minute per-call limit: prefer two calls)
-# Results: $OUT (or out/bench) as JSON lines, then bench/kernel_ratios.py prints ratios and targets.
+# The kernel benchmarks on a GPU machine. Each stage runs its baseline in the SAME call, so every comparison
+# is a ratio from one run (shared/reference/h100-baseline.md asks for that). From the repo root:
+#   bash bench/run_gpu.sh decode    # GDN decode sweep + fla fused_recurrent cases          (~3-4 min, H100)
+#   bash bench/run_gpu.sh prefill   # GDN chunked prefill sweep + conv + fla chunk cases    (~5-7 min)
+#   bash bench/run_gpu.sh moe       # MoE tile sweep + 3 models x 4 batch sizes + transformers baseline (~6-8 min)
+#   bash bench/run_gpu.sh all       # everything (longer than a 10-minute per-call limit: use the stages)
+# QUICK=1 skips the sweeps. Output: $OUT/bench (or out/bench) as JSON lines; kernel_ratios.py prints the
+# ratios and the issue-5 targets over whatever files exist.
+# The estimated times above are guesses; nothing here has run on a GPU yet.
 #
 # What must travel with the repo (the GPU machine has no network and no ../shared):
 #   * bench/baselines/{fla,moe}_baseline.py: copies of shared/bench/*, already in the repo.
@@ -23,14 +26,26 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 # plugins/ is importable as deploykit.plugins only once installed; bench/_kernel_bench.py maps it otherwise.
 pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || echo "note: editable install skipped"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee "$OUT_DIR/device.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$OUT_DIR/device.txt"
 date -u +%Y-%m-%dT%H:%MZ | tee -a "$OUT_DIR/device.txt"
-if [[ $STAGE == gdn || $STAGE == all ]]; then
-  python bench/bench_gdn.py ${QUICK:+--quick} | tee "$OUT_DIR/gdn.jsonl"
-  python bench/baselines/fla_baseline.py | tee "$OUT_DIR/fla.jsonl"
-fi
-if [[ $STAGE == moe || $STAGE == all ]]; then
-  python bench/bench_moe.py ${QUICK:+--quick} | tee "$OUT_DIR/moe.jsonl"
-  python bench/baselines/moe_baseline.py | tee "$OUT_DIR/moe_baseline.jsonl"
-fi
+Q=${QUICK:+--quick}
+
+fla_cases() {  # kind, then "H HV N" triples; each case in its own process as fla_baseline.py does
+  local kind=$1; shift
+  for c in "$@"; do python bench/baselines/fla_baseline.py "$kind" $c; done
+}
+case $STAGE in decode|all)
+  python bench/bench_gdn.py $Q --only decode | tee "$OUT_DIR/gdn_decode.jsonl"
+  fla_cases recurrent "16 32 64" "32 32 64" "16 48 64" "16 64 64" "16 32 1" "32 32 1" "16 48 1" "16 64 1" \
+    | tee "$OUT_DIR/fla_recurrent.jsonl" ;;
+esac
+case $STAGE in prefill|all)
+  python bench/bench_gdn.py $Q --only prefill | tee "$OUT_DIR/gdn_prefill.jsonl"
+  python bench/bench_gdn.py --only conv | tee "$OUT_DIR/gdn_conv.jsonl"
+  fla_cases chunk "16 32 8192" "32 32 8192" "16 32 2048" "16 48 8192" "16 64 8192" | tee "$OUT_DIR/fla_chunk.jsonl" ;;
+esac
+case $STAGE in moe|all)
+  python bench/bench_moe.py $Q | tee "$OUT_DIR/moe.jsonl"
+  python bench/baselines/moe_baseline.py | tee "$OUT_DIR/moe_baseline.jsonl" ;;
+esac
 python bench/kernel_ratios.py "$OUT_DIR" | tee "$OUT_DIR/ratios.txt"
