@@ -22,7 +22,8 @@ def make_session(model_path: Path, providers: list[str] | None = None, threads: 
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    available = ort.get_available_providers()
+    # every local execution provider (CUDA, TensorRT, ... when installed); AzureExecutionProvider is a remote stub
+    available = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
     providers = [p for p in (providers or available) if p in available] or ["CPUExecutionProvider"]
     try:
         return ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
