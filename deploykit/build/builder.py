@@ -137,6 +137,16 @@ def _add_profiles(parsed: ParsedModel, config, profiles: list[ProfileSpec],
     return stamps
 
 
+def _build_hint(backend: Backend, options: BuildOptions, error: str) -> str:
+    # TensorRT for RTX 1.7.1 fails in Myelin ("CHECK(is_const()) failed") on the GatedDeltaRule reference body
+    # (ONNX Scan -> loop layers) when a profile pins batch to 1 while tokens vary (tests/build/test_builder.py).
+    pinned = [p.name for p in options.profiles if p.batch.max == 1 and p.tokens.min != p.tokens.max]
+    if backend.is_rtx and not options.plugins and "is_const" in error and pinned:
+        return (f"known TensorRT for RTX {backend.version} failure for the inlined GatedDeltaRule body with batch "
+                f"fixed at 1 (profile {', '.join(pinned)}): use --max-batch 2 or build with plugins")
+    return "see the TensorRT log with DEPLOYKIT_DEBUG=1"
+
+
 def _write_atomic(path: Path, data: bytes) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -172,7 +182,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     if engine is None:
         errors = parsed.log.errors() or ["no error message"]
         raise DeployKitError(f"TensorRT could not build {onnx_path.name}: {errors[-1].splitlines()[0]}",
-                             "see the TensorRT log with DEPLOYKIT_DEBUG=1")
+                             _build_hint(backend, options, errors[-1]))
     engine_path = Path(engine_path) if engine_path else default_engine_path(onnx_path, targets, options.plugins)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(engine_path, bytes(engine))

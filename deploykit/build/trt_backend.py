@@ -74,10 +74,10 @@ class Backend:
 
     def create_network(self, builder):
         """Strongly typed on both: the ONNX dtypes decide precisions (quantization only as Q/DQ)."""
-        if self.is_rtx:  # always strongly typed; the flag exists but is the default
+        flags = self.trt.NetworkDefinitionCreationFlag
+        if self.is_rtx or not hasattr(flags, "STRONGLY_TYPED"):  # RTX: strongly typed is the only mode
             return builder.create_network(0)
-        flag = 1 << int(self.trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-        return builder.create_network(flag)
+        return builder.create_network(1 << int(flags.STRONGLY_TYPED))
 
     def set_targets(self, config, targets: list[str]) -> list[str]:
         """Point the build at compute capabilities; returns the names written into the manifest."""

@@ -136,3 +136,15 @@ def test_only_trt_backend_imports_tensorrt():
     files = [*(root / "deploykit").rglob("*.py"), root / "plugins" / "tensorrt_v3.py"]
     offenders = [str(f.relative_to(root)) for f in files if pattern.search(f.read_text()) and f.name != "trt_backend.py"]
     assert offenders == []
+
+
+def test_known_rtx_failure_inlined_scan_with_batch_pinned_to_one(backend, save):
+    """TensorRT for RTX 1.7.1 cannot compile the GDN Scan body when batch is fixed at 1 and tokens vary; the
+    error says so and how to avoid it. Batch 1..2 builds. (If a TensorRT update fixes it, update docs/build.md.)"""
+    from deploykit.export.functions import attach_functions
+
+    path = save(attach_functions(contract_model(body=False), OPSET))
+    with pytest.raises(DeployKitError, match="is_const.*use --max-batch 2 or build with plugins"):
+        build_engine(path, options=BuildOptions(profiles=default_profiles(1, 16, 32), plugins=False))
+    build_engine(path, options=BuildOptions(profiles=default_profiles(2, 16, 32), plugins=False))
+    build_engine(path, options=BuildOptions(profiles=default_profiles(1, 16, 32), plugins=True))
