@@ -6,8 +6,8 @@ torch, so `deploykit plan` stays light.
 
 from __future__ import annotations
 
-__all__ = ["BuildOptions", "ProfileSpec", "DimRange", "build_engine", "parse_onnx", "default_profiles",
-           "verify_manifest", "load_backend"]
+__all__ = ["BuildOptions", "DimRange", "ProfileSpec", "build_engine", "default_profiles", "load_backend",
+           "parse_onnx", "verify_manifest"]
 
 
 def __getattr__(name: str):

@@ -114,7 +114,7 @@ def inspect_engine(backend, engine: bytes, plugin_names: tuple[str, ...] = (),
     cuda_engine = None
     try:
         cuda_engine = runtime.deserialize_cuda_engine(engine)
-    except Exception:  # no GPU / driver: TensorRT raises or returns None
+    except Exception:  # noqa: BLE001 - no GPU / driver: TensorRT raises or returns None, either means "cannot load"
         cuda_engine = None
     report = inspect_plan(engine, plugin_names, io_names)
     if cuda_engine is None:

@@ -8,7 +8,7 @@ back to each node's model-local function body (the inlined reference path).
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from deploykit.build.manifest import PluginStamp
 from deploykit.ops.contract import ONNX_OPS

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Annotated
 
 import typer
 
@@ -36,35 +36,43 @@ def find_onnx(path: Path) -> Path:
 def register(app: typer.Typer) -> None:
     @app.command("build", epilog=EXAMPLES)
     def build(
-        out: Path = typer.Argument(..., help="Export output folder (or an .onnx file)."),
-        backend: str = typer.Option("tensorrt-rtx", help="tensorrt-rtx (builds without a GPU), tensorrt, or auto."),
-        target: List[str] = typer.Option(["sm89"], "--target", help="Compute capability; repeat for several."),
-        max_batch: int = typer.Option(1, help="Largest batch the engine accepts."),
-        max_tokens: int = typer.Option(128, help="Largest prefill chunk (new tokens per call)."),
-        max_past: int = typer.Option(1024, help="Largest past length (tokens already in the cache)."),
-        plugins: bool = typer.Option(True, help="Use deploykit's plugins; --no-plugins inlines the reference bodies."),
-        opt_level: Optional[int] = typer.Option(None, help="TensorRT builder optimization level 0-5."),
-        dim: List[str] = typer.Option([], "--dim", help="NAME=ROLE for a dynamic ONNX dimension deploykit "
-                                       "does not recognise (ROLE: batch, tokens, past, total, flat)."),
-        output: Optional[Path] = typer.Option(None, help="Engine path (default: beside the ONNX)."),
+        out: Annotated[Path, typer.Argument(help="Export output folder (or an .onnx file).")],
+        backend: Annotated[str, typer.Option(help="tensorrt-rtx (builds without a GPU), tensorrt, or auto.")]
+        = "tensorrt-rtx",
+        target: Annotated[list[str] | None, typer.Option("--target", help="Compute capability (default sm89); "
+                                                         "repeat for several.")] = None,
+        max_batch: Annotated[int, typer.Option(help="Largest batch the engine accepts.")] = 1,
+        max_tokens: Annotated[int, typer.Option(help="Largest prefill chunk (new tokens per call).")] = 128,
+        max_past: Annotated[int, typer.Option(help="Largest past length (tokens already in the cache).")] = 1024,
+        plugins: Annotated[bool, typer.Option(help="Use deploykit's plugins; --no-plugins inlines the reference "
+                                              "bodies.")] = True,
+        opt_level: Annotated[int | None, typer.Option(help="TensorRT builder optimization level 0-5.")] = None,
+        dim: Annotated[list[str] | None, typer.Option("--dim", help="NAME=ROLE for a dynamic ONNX dimension "
+                                                      "deploykit does not recognise (ROLE: batch, tokens, past, "
+                                                      "total, flat).")] = None,
+        output: Annotated[Path | None, typer.Option(help="Engine path (default: beside the ONNX).")] = None,
     ) -> None:
         """Build a TensorRT engine and its manifest from an exported model."""
         from deploykit.build.builder import BuildOptions, build_engine
         from deploykit.build.profiles import default_profiles
 
         onnx_path = find_onnx(out)
-        bad = [d for d in dim if d.count("=") != 1]
+        bad = [d for d in dim or [] if d.count("=") != 1]
         if bad:
             raise DeployKitError(f"--dim {bad[0]} is not NAME=ROLE", "for example --dim s53=total")
-        options = BuildOptions(backend=backend, targets=target, plugins=plugins, optimization_level=opt_level,
-                               dim_roles=dict(d.split("=") for d in dim),
+        options = BuildOptions(backend=backend, targets=target or ["sm89"], plugins=plugins,
+                               optimization_level=opt_level, dim_roles=dict(d.split("=") for d in dim or []),
                                profiles=default_profiles(max_batch, max_tokens, max_past))
         result = build_engine(onnx_path, output, options)
-        m = result.manifest
-        layers = ", ".join(f"{k} {v}" for k, v in sorted(m.layer_types.items(), key=lambda kv: -kv[1])[:6])
-        typer.echo(f"engine   {result.engine_path} ({m.engine.bytes / 2**20:.1f} MiB, {m.build_seconds:.1f} s)")
-        typer.echo(f"built by {m.tensorrt_flavour} {m.tensorrt_version} for {', '.join(m.targets)}")
-        typer.echo(f"plugins  {', '.join(f'{p.namespace}::{p.name}/{p.version}' for p in m.plugins) or 'none'}"
-                   f" ({m.plugin_layers} layers)")
-        typer.echo(f"layers   {layers}")
-        typer.echo(f"manifest {result.manifest_path}")
+        _print_summary(result)
+
+
+def _print_summary(result) -> None:
+    m = result.manifest
+    layers = ", ".join(f"{k} {v}" for k, v in sorted(m.layer_types.items(), key=lambda kv: -kv[1])[:6])
+    typer.echo(f"engine   {result.engine_path} ({m.engine.bytes / 2**20:.1f} MiB, {m.build_seconds:.1f} s)")
+    typer.echo(f"built by {m.tensorrt_flavour} {m.tensorrt_version} for {', '.join(m.targets)}")
+    typer.echo(f"plugins  {', '.join(f'{p.namespace}::{p.name}/{p.version}' for p in m.plugins) or 'none'}"
+               f" ({m.plugin_layers} layers)")
+    typer.echo(f"layers   {layers}")
+    typer.echo(f"manifest {result.manifest_path}")

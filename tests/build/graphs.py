@@ -40,8 +40,8 @@ def contract_model(dtype: str = "float16", body: bool = True, namespace: str | N
     size.update(dims or {})
     act = DTYPES[dtype]
     inputs, nodes = [], []
-    for spec, prefix, attrs in ((GATED_DELTA_RULE, "gdr_", dict(scale=0.35, use_qk_l2norm=1)),
-                                (MOE, "moe_", dict(top_k=2, norm_topk_prob=1))):
+    for spec, prefix, attrs in ((GATED_DELTA_RULE, "gdr_", {"scale": 0.35, "use_qk_l2norm": 1}),
+                                (MOE, "moe_", {"top_k": 2, "norm_topk_prob": 1})):
         ins = [_vi(prefix + t.name, act if t.dtype == "T" else TensorProto.FLOAT, [size[d] for d in t.dims])
                for t in spec.inputs]
         inputs += ins

@@ -62,7 +62,7 @@ def test_wrong_plugin_name_without_body_is_plugin_not_found(backend, save):
 
 def test_silently_inlined_body_is_caught_when_plugins_were_asked_for(backend, save):
     """TensorRT quietly uses the body when (name, version, namespace) matches no plugin; the builder does not."""
-    for kwargs in (dict(version="2"), dict(namespace="other"), dict(namespace=""), dict(namespace=None)):
+    for kwargs in ({"version": "2"}, {"namespace": "other"}, {"namespace": ""}, {"namespace": None}):
         path = save(contract_model(body=True, **kwargs))
         with pytest.raises(DeployKitError, match="2 of 2 deploykit nodes were built from their reference bodies"):
             parse_onnx(path, backend, plugins=True)
@@ -132,7 +132,7 @@ def test_only_trt_backend_imports_tensorrt():
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
-    pattern = re.compile(r"^\s*(import|from)\s+tensorrt(_rtx_bindings|_rtx_libs)?\b", re.M)
+    pattern = re.compile(r"^\s*(import|from)\s+tensorrt(_rtx_bindings|_rtx_libs)?\b", re.MULTILINE)
     files = [*(root / "deploykit").rglob("*.py"), root / "plugins" / "tensorrt_v3.py"]
     offenders = [str(f.relative_to(root)) for f in files if pattern.search(f.read_text()) and f.name != "trt_backend.py"]
     assert offenders == []

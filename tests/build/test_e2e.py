@@ -69,7 +69,7 @@ def _check_engine(result, kind: str, dtype: str, plugins: bool) -> None:
     onnx_file = result.engine_path.parent / "model.onnx"
     assert (m.onnx.sha256, m.onnx.file) == (hashlib.sha256(onnx_file.read_bytes()).hexdigest(), "model.onnx")
     # the built engine itself: targets, one graph per profile, plugin layers, I/O dtypes and static dims
-    names = ("input_ids", "past.0.recurrent", [k for k in want if k.endswith(".key")][0], "present.0.recurrent")
+    names = ("input_ids", "past.0.recurrent", next(k for k in want if k.endswith(".key")), "present.0.recurrent")
     plan = inspect_plan(result.engine_path.read_bytes(), ("GatedDeltaRule", "MoE"), names)
     assert plan.targets == sorted(TARGETS) and plan.profiles == 2
     assert len(plan.plugin_layers) == m.plugin_layers
