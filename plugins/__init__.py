@@ -11,7 +11,8 @@ datacenter QDP registrations in plugins/<op>/qdp.py) and benchmarks call them.
     MoE            -> deploykit.plugins.moe.moe_fwd(hidden, router_logits, gate_up, down, top_k, norm_topk_prob=1)
 
 `LAUNCHERS` maps the contract op name to the launcher's import path; importing this package imports
-neither torch nor triton (the planner must start without them).
+neither torch nor triton (the planner must start without them). `register_triton_backends()` makes the torch
+custom ops (deploykit/ops/torch_ops.py) run these kernels on CUDA tensors.
 """
 
 from __future__ import annotations
@@ -29,3 +30,16 @@ def launcher(op_name: str):
     """The launcher callable for a contract op name (imports torch and triton)."""
     module, attr = LAUNCHERS[op_name].split(":")
     return getattr(importlib.import_module(module), attr)
+
+TRITON_BACKEND = "triton"
+TRITON_PRIORITY = 20  # above the ops' own CPU forms (naive 0, chunked/grouped/conv1d 10; deploykit/ops/torch_ops.py)
+
+
+def register_triton_backends(priority: int = TRITON_PRIORITY) -> None:
+    """Makes torch.ops.deploykit.* run these kernels on CUDA tensors (deploykit.ops.registry backend 'triton').
+    Explicit, not an import side effect: CPU-only users never import triton this way."""
+    from deploykit.ops import registry
+
+    on_cuda = lambda first, *rest: first.is_cuda  # noqa: E731
+    for name, op in (("GatedDeltaRule", "gated_delta_rule"), ("CausalConv1d", "causal_conv1d"), ("MoE", "moe")):
+        registry.register(op, TRITON_BACKEND, launcher(name), priority=priority, supports=on_cuda)
