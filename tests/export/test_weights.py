@@ -49,3 +49,20 @@ def test_checkpoint_readers_agree_across_layouts(tiny_checkpoint):
         ra, rb = a.reader(name, tuple(p.shape), p.dtype), b.reader(name, tuple(p.shape), p.dtype)
         n = p.shape[0] if p.dim() else 1
         assert torch.equal(ra.read(0, n), rb.read(0, n)), name
+
+
+def test_alias_resolves_weights_from_hf_cache(tmp_path, monkeypatch):
+    """A catalog alias without --weights finds the newest HF-cache snapshot; without one, a fixable error."""
+    from deploykit.errors import DeployKitError
+    from deploykit.export.source import resolve_source
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(DeployKitError, match="no weights found"):
+        resolve_source("qwen3.5-2b", None, random_weights=False)
+    snap = tmp_path / "models--Qwen--Qwen3.5-2B" / "snapshots" / "abc123"
+    snap.mkdir(parents=True)
+    (snap / "config.json").write_text("{}")
+    (snap / "model.safetensors").write_bytes(b"")
+    src = resolve_source("qwen3.5-2b", None, random_weights=False)
+    assert src.checkpoint_dir == snap and src.config["text_config"]["hidden_size"] == 2048  # catalog config
+    assert resolve_source("Qwen3.5-2B", None, random_weights=True).checkpoint_dir is None
