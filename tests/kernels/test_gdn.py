@@ -29,6 +29,8 @@ CASES = [  # (B, T, HK, HV, K, V, mode): GQA everywhere but one; T=1 decode; T n
     pytest.param(2, 2 * CHUNK, 2, 4, 16, 16, "chunk", id="chunk-T128-exact"),
     pytest.param(1, CHUNK + 6, 1, 2, 16, 16, "auto", id="auto-T70"),
     pytest.param(2, CHUNK + 6, 1, 2, 16, 16, "blocked", id="chunk-blocked-T70"),
+    pytest.param(1, CHUNK + 3, 1, 3, 24, 20, "chunk", id="chunk-T67-dims-not-pow2"),
+    pytest.param(1, 4, 1, 3, 24, 20, "recurrent", id="recurrent-dims-not-pow2"),
 ]
 
 
@@ -84,6 +86,12 @@ def test_prefill_split_in_two_then_decode():
         parts.append(o)
     assert rel_err(h, rh) <= 1e-5
     assert rel_err(torch.cat(parts, dim=1), ro) <= 1e-5
+
+
+def test_zero_tokens_returns_the_state():
+    args = make(2, 0, 1, 2, 16, 16, torch.float32)
+    o, h = gated_delta_rule_fwd(*args, 0.25, 1)
+    assert o.shape == (2, 0, 2, 16) and torch.equal(h, args[5])
 
 
 def test_bad_shapes_raise():
