@@ -28,6 +28,18 @@ def moe_desc(hidden: trtp.TensorDesc, router_logits: trtp.TensorDesc, gate_up: t
                                 trtp.from_shape_expr)[0]
 
 
+def _as_torch(t: trtp.Tensor):
+    """Zero-copy torch view of a trtp.Tensor. Its __cuda_array_interface__ refuses BF16 (tensorrt.plugin
+    `_tensor.py`), so bf16 goes through an int16 interface and a dtype view."""
+    import torch
+
+    if t.dtype != trt.DataType.BF16:
+        return torch.as_tensor(t, device="cuda")
+    cai = {"shape": tuple(t.shape), "typestr": "<i2", "data": (t.data_ptr, False), "version": 3,
+           "strides": tuple(2 * s for s in t.strides)}
+    return torch.as_tensor(type("I16View", (), {"__cuda_array_interface__": cai})(), device="cuda").view(torch.bfloat16)
+
+
 @trtp.impl("deploykit::MoE")
 def moe_impl(hidden: trtp.Tensor, router_logits: trtp.Tensor, gate_up: trtp.Tensor, down: trtp.Tensor,
              top_k: int, norm_topk_prob: int, outputs: Tuple[trtp.Tensor], stream: int) -> None:
