@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))  # graphs.py
+sys.path.insert(0, str(Path(__file__).parent))  # contract_graphs.py
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import json
 import sys
 
 import pytest
-from graphs import OPSET, contract_model
+from contract_graphs import OPSET, contract_model
 
 from deploykit.build.builder import BuildOptions, build_engine, parse_onnx
 from deploykit.build.inspect import inspect_plan

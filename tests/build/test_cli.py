@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from graphs import contract_model
+from contract_graphs import contract_model
 
 from deploykit.cli import main
 

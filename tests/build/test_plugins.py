@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from graphs import contract_model
+from contract_graphs import contract_model
 
 from deploykit.build.builder import BuildOptions, build_engine, parse_onnx
 from deploykit.build.profiles import DimRange, ProfileSpec
