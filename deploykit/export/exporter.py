@@ -64,6 +64,8 @@ def _build_meta_model(config: dict, dtype: torch.dtype, layers: int | None):
 
 
 def _prepare_out(out_dir: Path) -> Path:
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DeployKitError(f"{out_dir} is a file", "give a directory for the export")
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).exists():
         raise DeployKitError(f"{out_dir} exists, is not empty and is not a deploykit export",
                              "choose an empty or new output directory")
@@ -89,22 +91,34 @@ def _commit(tmp: Path, out_dir: Path) -> None:
 def export_onnx(model_or_checkpoint, out_dir: str | Path, *, dtype: str | torch.dtype = "float32",
                 layers: int | None = None, random_weights: bool = False, seed: int = 0, decompose: bool = False,
                 weights: str | Path | None = None, progress: bool = True) -> ExportResult:
-    """Exports MODEL (checkpoint dir or catalog alias) to out_dir; see the module docstring."""
+    """Exports MODEL (checkpoint dir, catalog alias, or an in-memory deploykit Qwen35) to out_dir.
+
+    An in-memory model is traced with its real weights (no streaming; `layers`, `random_weights` and
+    `weights` do not apply); its manifest has no checkpoint, so validate it against the model itself."""
     from deploykit.export.graph import build_manifest, finish_graph
-    from deploykit.export.source import CheckpointReaders, RandomReaders, resolve_source
+    from deploykit.export.source import CheckpointReaders, ModelSource, RandomReaders, resolve_source
     from deploykit.export.trace import optimize_without_weights, trace
     from deploykit.export.write import write_initializers
 
     start = time.time()
     out_dir = Path(out_dir)
     tdtype = _dtype(dtype)
-    source = resolve_source(model_or_checkpoint, weights, random_weights)
-    model, cfg = _build_meta_model(source.config, tdtype, layers)
+    if isinstance(model_or_checkpoint, torch.nn.Module):  # an in-memory Qwen35: traced with its own weights
+        model, cfg = model_or_checkpoint.eval(), model_or_checkpoint.config
+        if next(model.parameters()).dtype != tdtype:
+            model = model.to(tdtype)  # in place, like any nn.Module.to
+        source = ModelSource(label=f"<in-memory {type(model).__name__}>", config=cfg.model_dump(mode="json"),
+                             checkpoint_dir=None)
+        readers, random_weights = None, False
+    else:
+        source = resolve_source(model_or_checkpoint, weights, random_weights)
+        model, cfg = _build_meta_model(source.config, tdtype, layers)
+        tied = cfg.tie_word_embeddings
+        readers = RandomReaders(seed, tied) if random_weights else CheckpointReaders(source.files, tied)
     tmp = _prepare_out(out_dir)
     try:
         ir_model, _, _ = trace(model, tdtype)
         optimize_without_weights(ir_model)
-        readers = RandomReaders(seed, cfg.tie_word_embeddings) if random_weights else CheckpointReaders(source.files, cfg.tie_word_embeddings)
         count, nbytes = write_initializers(ir_model, tmp, readers, progress=progress)
         proto = finish_graph(ir_model, tmp / MODEL_FILE, decompose=decompose)
         manifest = build_manifest(proto, source=source, dtype=tdtype, layers=len(cfg.layer_types),

@@ -93,3 +93,29 @@ def test_graph_io_names_and_manifest(exported, tiny_checkpoint):
                                           cfg.linear_value_head_dim]
     assert {t.name: t.dtype for t in m.inputs}["past.0.recurrent"] == "float32"
     assert m.readiness.not_ready == []
+
+
+def test_in_memory_model_export_matches_eager(tiny_checkpoint, tmp_path):
+    """export_onnx(Qwen35 instance): ORT equals the eager model over a prefill and a T=1 step at batch 1."""
+    import numpy as np
+    import torch
+
+    from deploykit.export import export_onnx
+    from deploykit.model.config import load_config
+    from deploykit.model.loader import random_model
+    from deploykit.validate.ort_runner import OrtModel, make_session
+
+    model = random_model(load_config(tiny_checkpoint("dense")), dtype=torch.float32, seed=5)
+    result = export_onnx(model, tmp_path / "mem", progress=False)
+    assert result.manifest.checkpoint_dir is None and result.tensors_written > 0
+    ort_model = OrtModel(make_session(result.model_path),
+                         [t for t in result.manifest.inputs if t.name.startswith("past.")], "float32")
+    ids = torch.randint(0, model.config.vocab_size, (1, 6), generator=torch.Generator().manual_seed(0))
+    state, past = model.empty_state(1, torch.float32), 0
+    for chunk in (ids[:, :5], ids[:, 5:]):
+        t = chunk.shape[1]
+        with torch.no_grad():
+            ref, state = model(chunk, (past + torch.arange(t))[None], torch.ones(1, past + t, dtype=torch.int64), state)
+        got = ort_model.step(chunk.numpy())
+        assert np.abs(got - ref.numpy()).max() <= FP32_REL * np.abs(ref.numpy()).max()
+        past += t
