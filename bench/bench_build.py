@@ -50,17 +50,20 @@ def main() -> None:
     ap.add_argument("--max-past", type=int, default=4096)
     ap.add_argument("--no-plugins", action="store_true")
     ap.add_argument("--work", type=Path, default=None, help="keep the export and engine here")
+    ap.add_argument("--reuse-export", action="store_true", help="build from the export already in --work")
     args = ap.parse_args()
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_build_"))
     out = work / "export"
     try:
-        t_exp, rss_exp, _ = run_child([sys.executable, "-c", EXPORT, args.model, str(out), args.dtype])
+        t_exp, rss_exp = float("nan"), float("nan")
+        if not (args.reuse_export and (out / "deploykit.json").is_file()):
+            t_exp, rss_exp, _ = run_child([sys.executable, "-c", EXPORT, args.model, str(out), args.dtype])
         build = [sys.executable, "-m", "deploykit", "build", str(out), "--backend", "tensorrt-rtx",
                  "--target", args.target, "--max-batch", str(args.max_batch), "--max-tokens", str(args.max_tokens),
                  "--max-past", str(args.max_past)] + (["--no-plugins"] if args.no_plugins else [])
         t_build, rss_build, log = run_child(build)
-        engine = next(out.glob("*.engine"))
+        engine = out / f"model.{args.target}{'.inlined' if args.no_plugins else ''}.engine"
         manifest = json.loads(engine.with_name(engine.name + ".json").read_text())
         onnx_bytes = sum(f.stat().st_size for f in out.glob("model.onnx*"))
         layers = json.loads((out / "deploykit.json").read_text())["layers"]
