@@ -96,12 +96,13 @@ def contract_descriptors(spec, inputs: list, act_dtype, fp32_dtype, from_shape_e
 def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
     """Every plugin kernel at Qwen3.5 layer shapes: GDN 16 key / 32 value heads of 128 (4B/9B/35B-A3B;
     shared/reference/qwen35.md), conv width 4, MoE of the 35B-A3B (H 2048, 256 experts, top-8, I 512)."""
-    from deploykit.plugins.gated_delta_net.launch import conv_aot_spec, gdn_aot_spec
+    from deploykit.plugins.gated_delta_net.launch import conv_aot_spec, gdn_aot_spec, gdn_split_aot_specs
     from deploykit.plugins.moe.launch import moe_aot_specs
 
     gdn = dict(dtype=dtype, HK=16, HV=32, K=128, V=128, scale=128 ** -0.5, use_qk_l2norm=1)
     specs = {"gdn_decode": gdn_aot_spec(chunked=False, **gdn), "gdn_chunk": gdn_aot_spec(chunked=True, **gdn),
              "gdn_chunk_blocked": gdn_aot_spec(chunked=True, solve="blocked", **gdn),
+             "gdn_split_prep": gdn_split_aot_specs(**gdn)[0], "gdn_split_scan": gdn_split_aot_specs(**gdn)[1],
              "conv_decode": conv_aot_spec(dtype, 4, "silu", True), "conv_prefill": conv_aot_spec(dtype, 4, "silu", False)}
     for s in moe_aot_specs(dtype, H=2048, I=512, E=256, top_k=8, norm_topk_prob=1, decode=True):
         specs["moe_" + s.kernel.__name__] = s

@@ -149,6 +149,86 @@ def gdn_chunk_kernel(
 
 
 @triton.jit
+def gdn_chunk_prep_kernel(
+    q, k, v, g, beta, T, w, u, aqk, gcs,  # inputs, T, then fp32 scratch rows [B*HV*T_pad, ...]
+    HK: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_L2NORM: tl.constexpr, scale: tl.constexpr,
+    DOT: tl.constexpr, BLOCKED_SOLVE: tl.constexpr,
+):
+    """Split path, step 1 (parallel over chunks): everything of a chunk that does not depend on the state:
+    W, U (the UT transform), the decayed intra-chunk Q K^T and the cumulative log decay."""
+    i_c, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_hv = i_bh // HV, i_bh % HV
+    i_hk = i_hv // (HV // HK)
+    o_t, o_k, o_v = tl.arange(0, BT), tl.arange(0, BK), tl.arange(0, BV)
+    m_k, m_v = o_k < K, o_v < V
+    t0 = i_c * BT
+    i_t = (i_b * T + t0 + o_t).to(tl.int64)
+    m_t = (t0 + o_t) < T
+    m_tk, m_tv = m_t[:, None] & m_k[None, :], m_t[:, None] & m_v[None, :]
+    b_q = tl.load(q + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_k = tl.load(k + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_v = tl.load(v + (i_t[:, None] * HV + i_hv) * V + o_v[None, :], mask=m_tv, other=0.0).to(tl.float32)
+    b_g = tl.load(g + i_t * HV + i_hv, mask=m_t, other=0.0).to(tl.float32)
+    b_beta = tl.load(beta + i_t * HV + i_hv, mask=m_t, other=0.0).to(tl.float32)
+    b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
+    b_k = _l2norm_rows(b_k, USE_L2NORM)
+    b_gc = tl.cumsum(b_g, axis=0)
+    b_dec = tl.where(o_t[:, None] >= o_t[None, :], tl.exp(b_gc[:, None] - b_gc[None, :]), 0.0)
+    b_kb = b_k * b_beta[:, None]
+    b_a = tl.where(o_t[:, None] > o_t[None, :], tl.dot(b_kb, tl.trans(b_k), input_precision=DOT) * b_dec, 0.0)
+    if BLOCKED_SOLVE:
+        b_ai = _unit_lower_inverse_blocked(b_a, BT, 16, DOT)
+    else:
+        b_ai = _unit_lower_inverse(b_a, BT)
+    r = (i_bh.to(tl.int64) * tl.cdiv(T, BT) + i_c) * BT + o_t  # scratch row: padded rows included
+    tl.store(w + r[:, None] * BK + o_k[None, :], tl.dot(b_ai, b_kb * tl.exp(b_gc)[:, None], input_precision=DOT))
+    tl.store(u + r[:, None] * BV + o_v[None, :], tl.dot(b_ai, b_v * b_beta[:, None], input_precision=DOT))
+    tl.store(aqk + r[:, None] * BT + o_t[None, :], tl.dot(b_q, tl.trans(b_k), input_precision=DOT) * b_dec)
+    tl.store(gcs + r, b_gc)
+
+
+@triton.jit
+def gdn_chunk_scan_kernel(
+    q, k, w, u, aqk, gcs, h0, T, o, ht,
+    HK: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
+    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BVS: tl.constexpr,  # BV: scratch width; BVS: tile
+    USE_L2NORM: tl.constexpr, scale: tl.constexpr, DOT: tl.constexpr,
+):
+    """Split path, step 2 (sequential over chunks, one program per state tile): only the state-dependent
+    matmuls remain on the sequential path; W, U, Q K^T and the decays come from step 1."""
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_hv = i_bh // HV, i_bh % HV
+    i_hk = i_hv // (HV // HK)
+    o_t, o_k = tl.arange(0, BT), tl.arange(0, BK)
+    o_v = i_v * BVS + tl.arange(0, BVS)
+    m_k, m_v = o_k < K, o_v < V
+    p_h = i_bh.to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :]
+    b_h = tl.load(h0 + p_h, mask=m_k[:, None] & m_v[None, :], other=0.0)
+    for t0 in range(0, T, BT):
+        i_t = (i_b * T + t0 + o_t).to(tl.int64)
+        m_t = (t0 + o_t) < T
+        m_tk = m_t[:, None] & m_k[None, :]
+        r = i_bh.to(tl.int64) * tl.cdiv(T, BT) * BT + t0 + o_t
+        b_q = tl.load(q + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_k = tl.load(k + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
+        b_k = _l2norm_rows(b_k, USE_L2NORM)
+        b_gc = tl.load(gcs + r)
+        b_last = tl.sum(tl.where(o_t == BT - 1, b_gc, 0.0), axis=0)
+        b_w = tl.load(w + r[:, None] * BK + o_k[None, :])
+        b_u = tl.load(u + r[:, None] * BV + o_v[None, :], mask=m_v[None, :], other=0.0)
+        b_qk = tl.load(aqk + r[:, None] * BT + o_t[None, :])
+        b_vn = b_u - tl.dot(b_w, b_h, input_precision=DOT)
+        b_o = tl.dot(b_q * tl.exp(b_gc)[:, None], b_h, input_precision=DOT) + tl.dot(b_qk, b_vn, input_precision=DOT)
+        tl.store(o + (i_t[:, None] * HV + i_hv) * V + o_v[None, :], b_o.to(o.dtype.element_ty),
+                 mask=m_t[:, None] & m_v[None, :])
+        b_kd = b_k * tl.exp(b_last - b_gc)[:, None]
+        b_h = b_h * tl.exp(b_last) + tl.dot(tl.trans(b_kd), b_vn, input_precision=DOT)
+    tl.store(ht + p_h, b_h, mask=m_k[:, None] & m_v[None, :])
+
+
+@triton.jit
 def causal_conv1d_kernel(
     x, conv_state, weight, T, C, out, new_state,
     KW: tl.constexpr, KP: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr, SILU: tl.constexpr,

@@ -11,10 +11,17 @@ from __future__ import annotations
 import torch
 import triton
 
-from .kernels import causal_conv1d_kernel, gdn_chunk_kernel, gdn_recurrent_kernel
+from .kernels import (
+    causal_conv1d_kernel,
+    gdn_chunk_kernel,
+    gdn_chunk_prep_kernel,
+    gdn_chunk_scan_kernel,
+    gdn_recurrent_kernel,
+)
 
 CHUNK = 64  # tokens per chunk: fla and transformers use 64 (tensor-core friendly, solve stays cheap)
 CHUNK_MIN_T = 64  # below one full chunk the recurrent kernel does less work than one chunk step
+SCAN_STAGES = 2  # split-path scan: Triton's default 3 load stages need 169 KiB of shared memory on sm_80 (> 163)
 
 
 def gdn_tiles(K: int, V: int, B: int, HV: int, chunked: bool) -> tuple[int, int]:
@@ -52,9 +59,9 @@ def gated_delta_rule_fwd(
     scale: float,
     use_qk_l2norm: int = 1,
     *,
-    mode: str = "auto",  # "auto" | "recurrent" | "chunk"
+    mode: str = "auto",  # "auto" | "recurrent" | "chunk" (one persistent kernel) | "split" (prep + scan)
     dot_precision: str = "ieee",
-    solve: str = "rows",  # chunk only: "rows" (row substitution) or "blocked" (see kernels.py)
+    solve: str = "rows",  # chunk/split only: "rows" (row substitution) or "blocked" (see kernels.py)
     block_v: int | None = None,
     num_warps: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -67,18 +74,37 @@ def gated_delta_rule_fwd(
     h0 = initial_state.to(torch.float32).contiguous()
     o = torch.empty_like(v)
     ht = torch.empty_like(h0)
-    chunked = mode == "chunk" or (mode == "auto" and T >= CHUNK_MIN_T)
-    BK, BV = gdn_tiles(K, V, B, HV, chunked)
+    if T == 0 or mode == "recurrent" or (mode == "auto" and T < CHUNK_MIN_T):
+        mode = "recurrent"
+    BK, BV = gdn_tiles(K, V, B, HV, chunked=mode != "recurrent")
     BV = block_v or BV
+    common = dict(HK=HK, HV=HV, K=K, V=V, BK=BK, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale))
     grid = grid_gdn(B, HV, V, BV)
-    if chunked:
-        gdn_chunk_kernel[grid](q, k, v, g, beta, h0, T, o, ht, HK=HK, HV=HV, K=K, V=V,
-                               BT=CHUNK, BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale), DOT=dot_precision,
-                               BLOCKED_SOLVE=solve == "blocked", num_warps=num_warps or 4)
+    if mode == "recurrent":
+        gdn_recurrent_kernel[grid](q, k, v, g, beta, h0, T, o, ht, BV=BV, num_warps=num_warps or 4, **common)
+    elif mode == "chunk":
+        gdn_chunk_kernel[grid](q, k, v, g, beta, h0, T, o, ht, BT=CHUNK, BV=BV, DOT=dot_precision,
+                               BLOCKED_SOLVE=solve == "blocked", num_warps=num_warps or 4, **common)
     else:
-        gdn_recurrent_kernel[grid](q, k, v, g, beta, h0, T, o, ht, HK=HK, HV=HV, K=K, V=V,
-                                   BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale), num_warps=num_warps or 4)
+        _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common)
     return o, ht
+
+
+def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common) -> None:
+    """Two launches: chunk-parallel prep into fp32 scratch, then the sequential scan (for plugins that can
+    enqueue several kernels and own a workspace: the C++ IPluginV3 path, not a QDP AOT plugin)."""
+    B, HV, K = q.shape[0], common["HV"], common["K"]
+    NT, BVP = triton.cdiv(T, CHUNK), triton.next_power_of_2(common["V"])
+    rows = B * HV * NT * CHUNK
+    w = torch.empty(rows, common["BK"], dtype=torch.float32, device=q.device)
+    u = torch.empty(rows, BVP, dtype=torch.float32, device=q.device)
+    aqk = torch.empty(rows, CHUNK, dtype=torch.float32, device=q.device)
+    gcs = torch.empty(rows, dtype=torch.float32, device=q.device)
+    gdn_chunk_prep_kernel[(NT, B * HV)](q, k, v, g, beta, T, w, u, aqk, gcs, BT=CHUNK, BV=BVP, DOT=dot_precision,
+                                        BLOCKED_SOLVE=solve == "blocked", num_warps=8, **common)
+    gdn_chunk_scan_kernel[grid_gdn(B, HV, common["V"], BV)](q, k, w, u, aqk, gcs, h0, T, o, ht, BT=CHUNK, BV=BVP,
+                                                           BVS=BV, DOT=dot_precision, num_warps=num_warps or 4,
+                                                           num_stages=SCAN_STAGES, **common)
 
 
 def conv_tiles(C: int, T: int) -> tuple[int, int]:
@@ -129,6 +155,26 @@ def gdn_aot_spec(dtype: str, HK: int, HV: int, K: int, V: int, scale: float, use
         cx.update(BT=CHUNK, DOT=dot_precision, BLOCKED_SOLVE=solve == "blocked")
     kernel = gdn_chunk_kernel if chunked else gdn_recurrent_kernel
     return KernelSpec(kernel, args, cx, num_warps=4, grid=(f"cdiv(V,{BV})", "B*HV"))
+
+
+def gdn_split_aot_specs(dtype: str, HK: int, HV: int, K: int, V: int, scale: float, use_qk_l2norm: int,
+                        batch_hint: int = 1, dot_precision: str = "tf32", solve: str = "rows"):
+    """[prep, scan] KernelSpecs of the two-launch chunked path (for a multi-kernel plugin with a workspace).
+    Grids: prep (cdiv(T, 64), B * HV), scan (cdiv(V, BVS), B * HV); runtime scalar: T."""
+    from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
+
+    t, f32 = "*" + TRITON_DTYPE[dtype], "*fp32"
+    BK, BVS = gdn_tiles(K, V, batch_hint, HV, chunked=True)
+    cx = dict(HK=HK, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=triton.next_power_of_2(V),
+              USE_L2NORM=bool(use_qk_l2norm), scale=float(scale), DOT=dot_precision)
+    prep = KernelSpec(gdn_chunk_prep_kernel, dict(q=t, k=t, v=t, g=f32, beta=t, T="i32", w=f32, u=f32, aqk=f32,
+                                                  gcs=f32), dict(cx, BLOCKED_SOLVE=solve == "blocked"),
+                      num_warps=8, grid=("cdiv(T,64)", "B*HV"))
+    scan = KernelSpec(gdn_chunk_scan_kernel, dict(q=t, k=t, w=f32, u=f32, aqk=f32, gcs=f32, h0=f32, T="i32",
+                                                  o=t, ht=f32), dict(cx, BVS=BVS), num_warps=4,
+                      num_stages=SCAN_STAGES,
+                      grid=(f"cdiv(V,{BVS})", "B*HV"))
+    return [prep, scan]
 
 
 def conv_aot_spec(dtype: str, KW: int, activation: str, decode: bool):

@@ -25,7 +25,7 @@ def test_every_kernel_compiles_to_ptx_for_each_arch(tmp_path):
         assert proc.returncode == 0, err[-3000:]
         rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     names = {r["name"] for r in rows}
-    assert {"gdn_decode", "gdn_chunk", "gdn_chunk_blocked", "conv_decode", "moe_moe_gate_up_kernel", "moe_moe_down_kernel"} <= names
+    assert {"gdn_decode", "gdn_chunk", "gdn_chunk_blocked", "gdn_split_prep", "gdn_split_scan", "conv_decode", "moe_moe_gate_up_kernel", "moe_moe_down_kernel"} <= names
     assert len(rows) == len(names) * len(AOT_ARCHS)
     for r in rows:
         ptx = Path(r["ptx"]).read_text()

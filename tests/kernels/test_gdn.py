@@ -30,6 +30,8 @@ CASES = [  # (B, T, HK, HV, K, V, mode): GQA everywhere but one; T=1 decode; T n
     pytest.param(1, CHUNK + 6, 1, 2, 16, 16, "auto", id="auto-T70"),
     pytest.param(2, CHUNK + 6, 1, 2, 16, 16, "blocked", id="chunk-blocked-T70"),
     pytest.param(1, CHUNK + 3, 1, 3, 24, 20, "chunk", id="chunk-T67-dims-not-pow2"),
+    pytest.param(2, CHUNK + 6, 1, 2, 16, 16, "split", id="split-T70-gqa2"),
+    pytest.param(1, CHUNK + 3, 1, 3, 24, 20, "split", id="split-T67-dims-not-pow2"),
     pytest.param(1, 4, 1, 3, 24, 20, "recurrent", id="recurrent-dims-not-pow2"),
 ]
 
@@ -45,7 +47,7 @@ def test_fp32_matches_naive(B, T, HK, HV, K, V, mode):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("mode", ["recurrent", "chunk"])
+@pytest.mark.parametrize("mode", ["recurrent", "chunk", "split"])
 def test_16bit_activations_within_rounding(dtype, mode):
     args = make(2, 21, 1, 2, 16, 16, dtype, seed=1)
     o, h = gated_delta_rule_fwd(*args, 0.25, 1, mode=mode)
@@ -76,11 +78,12 @@ def test_blocked_solve_with_nearly_parallel_keys():
 
 
 def test_prefill_split_in_two_then_decode():
-    """Prefill 37 + 40 tokens (neither a chunk multiple) then one decode step == one pass over all 78."""
+    """Prefill 37 + 40 tokens (neither a chunk multiple; persistent kernel, then the two-launch path) then one
+    decode step == one pass over all 78."""
     q, k, v, g, beta, h0 = make(2, 78, 1, 2, 16, 16, torch.float32, seed=3)
     ro, rh = naive_gated_delta_rule(q, k, v, g, beta, h0, 0.25, 1)
     parts, h = [], h0
-    for lo, hi, mode, solve in ((0, 37, "chunk", "rows"), (37, 77, "chunk", "blocked"), (77, 78, "recurrent", "")):
+    for lo, hi, mode, solve in ((0, 37, "chunk", "rows"), (37, 77, "split", "blocked"), (77, 78, "recurrent", "")):
         o, h = gated_delta_rule_fwd(q[:, lo:hi], k[:, lo:hi], v[:, lo:hi], g[:, lo:hi], beta[:, lo:hi], h,
                                     0.25, 1, mode=mode, solve=solve)
         parts.append(o)
