@@ -35,7 +35,7 @@ def inputs(B, T, H, HV, seed=0):
     return q, k, v, g, beta, h0
 
 
-def check(args, mode, **kw) -> dict:
+def check(args, mode="chunk", **kw) -> dict:
     """Errors against naive_gated_delta_rule on the GPU: state relative (max abs / max), output in bf16 ulps."""
     o, h = gated_delta_rule_fwd(*args, K ** -0.5, 1, mode=mode, **kw)
     ro, rh = naive_gated_delta_rule(*args, K ** -0.5, 1)
@@ -64,29 +64,32 @@ def decode(H, HV, B, sweep: bool, cfg: dict | None = None) -> dict:
 
 def prefill(H, HV, T, sweep: bool, cfg: dict | None = None) -> dict:
     args = inputs(1, T, H, HV)
-    configs = ([dict(dot_precision="tf32", solve=s, block_v=bv, num_warps=w) for s in ("rows", "blocked")
-                for bv in (32, 64) for w in (4, 8)] if sweep else [cfg or dict(dot_precision="tf32", block_v=64)])
+    configs = ([dict(mode="chunk", dot_precision="tf32", solve=s, block_v=bv, num_warps=w)
+                for s in ("rows", "blocked") for bv in (32, 64) for w in (4, 8)]
+               + [dict(mode="split", dot_precision="tf32", solve=s, block_v=bv) for s in ("rows", "blocked")
+                  for bv in (32, 64)]
+               if sweep else [cfg or dict(mode="chunk", dot_precision="tf32", block_v=64)])
     best = None
     for c in configs:
         try:
-            r = timings(lambda c=c: gated_delta_rule_fwd(*args, K ** -0.5, 1, mode="chunk", **c), n_lat=10, n_thr=20)
+            r = timings(lambda c=c: gated_delta_rule_fwd(*args, K ** -0.5, 1, **c), n_lat=10, n_thr=20)
         except Exception as exc:  # noqa: BLE001  e.g. out of shared memory for one tile choice: report, go on
             emit({"kernel": "chunk", "H": H, "HV": HV, "T": T, **c, "error": repr(exc)[:160]})
             continue
-        row = {"kernel": "chunk", "H": H, "HV": HV, "T": T, **c, **r}
+        row = {"kernel": "chunk", "H": H, "HV": HV, "T": T, **c, **r}  # kernel "chunk" = fla's name for the case
         if best is None or r["throughput_ms"] < best["throughput_ms"]:
             best = row
         if sweep:
             emit({"sweep": True, **row})
     if not best:
         return {}
-    chosen = {k: best[k] for k in ("dot_precision", "solve", "block_v", "num_warps") if k in best}
+    chosen = {k: best[k] for k in ("mode", "dot_precision", "solve", "block_v", "num_warps") if k in best}
     if sweep:  # the price of near-fp32 dots (3 tf32 MMAs each) on the best configuration, with its errors
         alt = {**chosen, "dot_precision": "tf32x3"}
         emit({"sweep": True, "kernel": "chunk", "H": H, "HV": HV, "T": T, **alt,
-              **timings(lambda: gated_delta_rule_fwd(*args, K ** -0.5, 1, mode="chunk", **alt), n_lat=10, n_thr=20),
-              **check(args, "chunk", **alt)})
-    best.update(check(args, "chunk", **chosen))
+              **timings(lambda: gated_delta_rule_fwd(*args, K ** -0.5, 1, **alt), n_lat=10, n_thr=20),
+              **check(args, **alt)})
+    best.update(check(args, **chosen))
     emit(best)
     return chosen
 
