@@ -9,7 +9,7 @@ TensorRT calls, at parse and build time (verified with TensorRT for RTX 1.7.1 on
 shared/reference/tensorrt-rtx.md): create_plugin -> get_output_data_types -> clone -> get_output_shapes ->
 supports_format_combination -> configure_plugin -> get_workspace_size -> get_valid_tactics ->
 get_fields_to_serialize. `enqueue` runs only on a GPU when the engine executes: it wraps TensorRT's device
-pointers as torch tensors and calls the op's Triton launcher from `deploykit.plugins.<op>`.
+pointers as torch tensors and calls the op's Triton launcher (`deploykit.plugins.launcher(op)`).
 
 The TensorRT module comes from deploykit.build.trt_backend (the only place that imports TensorRT), so the
 same classes serve datacenter TensorRT and TensorRT for RTX.
@@ -18,7 +18,6 @@ same classes serve datacenter TensorRT and TensorRT for RTX.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.util
 from pathlib import Path
 
@@ -27,12 +26,6 @@ from deploykit.ops.contract import DOMAIN, ONNX_OPS, AttributeSpec, OpSpec
 NAMESPACE = DOMAIN  # the exporter writes plugin_namespace="deploykit" on every node (export/schemas.py)
 NOT_FIELDS = ("plugin_version",)  # read by the ONNX parser itself, not a plugin field
 
-# Op -> (module, function) of the Triton launcher run by enqueue (plugins/<op>/launch.py). Each takes the
-# contract's inputs then its attributes by name, and returns the outputs it allocated.
-LAUNCHERS = {
-    "GatedDeltaRule": ("deploykit.plugins.gated_delta_net", "gated_delta_rule_fwd"),
-    "MoE": ("deploykit.plugins.moe", "moe_fwd"),
-}
 ACTIVATION_TRT_TYPES = ("FLOAT", "HALF", "BF16")  # contract ACTIVATION_DTYPES in TensorRT's DataType names
 _TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16"}
 
@@ -64,8 +57,10 @@ def supports_type(spec: OpSpec, pos: int, type_names: list[str]) -> bool:
 
 def source_hash(spec: OpSpec) -> str:
     """sha256 over this file and the op's launcher package sources: what the engine's plugin runs."""
+    from deploykit.plugins import LAUNCHERS  # import path only: imports neither torch nor triton
+
     h = hashlib.sha256(Path(__file__).read_bytes())
-    module = LAUNCHERS[spec.name][0]
+    module = LAUNCHERS[spec.name].split(":")[0]
     try:
         found = importlib.util.find_spec(module)
     except ModuleNotFoundError:
@@ -219,8 +214,19 @@ class _DevicePointer:
                                          "version": 3, "strides": None}
 
 
+def run_launcher(spec: OpSpec, attrs: dict, inputs: list, outputs: list) -> None:
+    """What enqueue does once TensorRT's buffers are torch tensors: call the op's launcher (contract inputs,
+    then attributes, in contract order; deploykit.plugins.LAUNCHERS) and copy its results into `outputs`."""
+    from deploykit.plugins import launcher
+
+    args = [attrs[a.name] for a in plugin_fields(spec)]
+    results = launcher(spec.name)(*inputs, *args)
+    for out, res in zip(outputs, results if isinstance(results, (tuple, list)) else (results,)):
+        out.copy_(res)
+
+
 def _enqueue(spec: OpSpec, attrs: dict, input_desc, output_desc, inputs, outputs, stream) -> None:
-    """GPU only (never called at build time): run the op's Triton launcher on TensorRT's buffers."""
+    """GPU only (never called at build time): view TensorRT's device buffers as torch tensors, run on its stream."""
     import torch
 
     def view(desc, ptr):
@@ -229,11 +235,7 @@ def _enqueue(spec: OpSpec, attrs: dict, input_desc, output_desc, inputs, outputs
         t = torch.as_tensor(_DevicePointer(ptr, tuple(desc.dims), typestr), device="cuda")
         return t.view(dtype) if dtype == torch.bfloat16 else t
 
-    module, fn_name = LAUNCHERS[spec.name]
-    launcher = getattr(importlib.import_module(module), fn_name)
     ins = [view(d, p) for d, p in zip(input_desc, inputs)]
     outs = [view(d, p) for d, p in zip(output_desc, outputs)]
     with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
-        results = launcher(*ins, **attrs)
-        for out, res in zip(outs, results if isinstance(results, (tuple, list)) else (results,)):
-            out.copy_(res)
+        run_launcher(spec, attrs, ins, outs)
