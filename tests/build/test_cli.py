@@ -38,3 +38,12 @@ def test_build_command_errors_are_one_line_exit_2(backend, save, capsys):
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx"]
     assert main(["build", str(path.parent / "missing")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_unnamed_dynamic_dim_needs_dim_option(backend, save, capsys):
+    path = save(contract_model(dims={"T": "s53"}))  # a torch-generated dim name
+    assert main(["build", str(path)]) == 2
+    assert "dynamic dimension 's53'" in capsys.readouterr().err
+    assert main(["build", str(path), "--dim", "s53=tokens", "--max-tokens", "4"]) == 0
+    stamp = json.loads((path.parent / "model.sm89.engine.json").read_text())
+    assert stamp["profiles"][0]["shapes"]["gdr_q"][2] == [1, 4, 2, 8]  # batch max 1, tokens max 4

@@ -68,6 +68,10 @@ def _check_engine(result, kind: str, dtype: str, plugins: bool) -> None:
         assert m.layer_types["RECURRENCE"] == want["GatedDeltaRule"]
     onnx_file = result.engine_path.parent / "model.onnx"
     assert (m.onnx.sha256, m.onnx.file) == (hashlib.sha256(onnx_file.read_bytes()).hexdigest(), "model.onnx")
+    # profiles: attention_mask is [batch, past + tokens]; prefill past 0..64 (opt 0), tokens 1..16 (opt 16);
+    # decode one token, past opt = 64 // 2
+    assert m.profiles[0].shapes["attention_mask"] == [[1, 1], [2, 16], [2, 80]]
+    assert m.profiles[1].shapes["attention_mask"] == [[1, 1], [2, 33], [2, 65]]
     # the built engine itself: targets, one graph per profile, plugin layers, I/O dtypes and static dims
     names = ("input_ids", "past.0.recurrent", next(k for k in want if k.endswith(".key")), "present.0.recurrent")
     plan = inspect_plan(result.engine_path.read_bytes(), ("GatedDeltaRule", "MoE"), names)
