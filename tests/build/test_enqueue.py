@@ -28,9 +28,10 @@ def _parsed_plugins(backend, save) -> dict:
 
 
 def test_gated_delta_rule_enqueue_matches_naive(backend, save):
+    from deploykit.plugins.tensorrt_v3 import run_launcher
+
     from deploykit.ops.contract import GATED_DELTA_RULE
     from deploykit.ops.gated_delta_rule import naive_gated_delta_rule
-    from deploykit.plugins.tensorrt_v3 import run_launcher
 
     plugin = _parsed_plugins(backend, save)["GatedDeltaRule"]  # attributes decoded from TensorRT's fields
     gen = torch.Generator().manual_seed(0)
@@ -49,9 +50,10 @@ def test_gated_delta_rule_enqueue_matches_naive(backend, save):
 
 
 def test_moe_enqueue_matches_naive(backend, save):
+    from deploykit.plugins.tensorrt_v3 import run_launcher
+
     from deploykit.ops.contract import MOE
     from deploykit.ops.moe import naive_moe
-    from deploykit.plugins.tensorrt_v3 import run_launcher
 
     plugin = _parsed_plugins(backend, save)["MoE"]
     assert plugin.attrs == {"top_k": 2, "norm_topk_prob": 1}
