@@ -46,6 +46,7 @@ def test_align_groups_pairs_by_expert_in_order():
     (1, 32, 8, 16, 2, 1, None),  # decode: one token
     (6, 64, 24, 32, 10, 1, None),  # top-10, E not a power of two
     (40, 32, 4, 16, 2, 0, dict(BM=16, BN_GU=16, BN_DOWN=16, BK=16)),  # several row blocks per expert, K loop
+    (40, 32, 4, 16, 2, 1, None),  # 80 pairs > 2E: the launcher's prefill tiles (BM=64)
 ])
 def test_fp32_matches_naive(N, H, E, I, k, norm, tiles):
     args = make(N, H, E, I, torch.float32, seed=N)
