@@ -4,7 +4,7 @@ Layouts are the contract's, row-major and contiguous: q,k [B,T,Hk,Dk]; v,o [B,T,
 state [B,Hv,Dk,Dv] fp32; conv x [B,C,T], conv_state [B,C,K-1], weight [C,K]. All math is fp32 in registers;
 activations are loaded in their own dtype (fp32/fp16/bf16) and stored back in it.
 
-Three GDN kernels, each a single launch (a TensorRT AOT plugin embeds exactly one kernel):
+GDN paths (a TensorRT AOT plugin embeds exactly one kernel, so the first two are single launches):
   * gdn_recurrent_kernel: one program per (value tile, batch*value head) keeps its [Dk, BV] slice of the
     state in registers and walks the T tokens. T=1 is the decode step; small T is the fused-recurrent path.
   * gdn_chunk_kernel: the same grid, but walks T in chunks of BT tokens using the WY/UT form
@@ -12,6 +12,8 @@ Three GDN kernels, each a single launch (a TensorRT AOT plugin embeds exactly on
     lower-triangular inverse, so the sequential loop is T/BT steps of tensor-core work instead of T
     rank-1 updates. It is "persistent" in the sense that one program owns a state tile for the whole
     prompt; nothing goes through global memory between chunks.
+  * gdn_chunk_prep_kernel + gdn_chunk_scan_kernel: the same algebra as two launches (chunk-parallel prep
+    into scratch, then a scan with only the state-dependent matmuls), for multi-kernel plugins.
 Names inside kernels follow fla: i_ indices, o_ offsets, p_ pointers, b_ register blocks, m_ masks.
 """
 
@@ -25,7 +27,8 @@ import triton.language as tl
 def _l2norm_rows(x, USE_L2NORM: tl.constexpr):
     """x * rsqrt(sum(x^2) + eps) along the last axis (no-op unless USE_L2NORM)."""
     if USE_L2NORM:
-        x = x * tl.rsqrt(tl.sum(x * x, axis=-1, keep_dims=True) + 1e-6)  # eps of transformers' `l2norm` and the contract
+        # eps 1e-6: transformers' `l2norm` and the contract (deploykit/ops/gated_delta_rule/naive.py L2NORM_EPS)
+        x = x * tl.rsqrt(tl.sum(x * x, axis=-1, keep_dims=True) + 1e-6)
     return x
 
 
