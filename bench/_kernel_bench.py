@@ -20,8 +20,11 @@ def import_plugins():
         sys.path.insert(0, ROOT)
         import deploykit
 
-        spec = importlib.util.spec_from_file_location("deploykit.plugins", os.path.join(ROOT, "plugins", "__init__.py"),
-                                                      submodule_search_locations=[os.path.join(ROOT, "plugins")])
+        spec = importlib.util.spec_from_file_location(
+            "deploykit.plugins",
+            os.path.join(ROOT, "plugins", "__init__.py"),
+            submodule_search_locations=[os.path.join(ROOT, "plugins")],
+        )
         mod = importlib.util.module_from_spec(spec)
         sys.modules["deploykit.plugins"] = mod
         spec.loader.exec_module(mod)
@@ -41,14 +44,21 @@ def timings(fn, n_lat: int = 30, n_thr: int = 50, graph: bool = True) -> dict:
     a, b = torch.cuda.Event(True), torch.cuda.Event(True)
     lat = []
     for _ in range(n_lat):
-        a.record(); fn(); b.record(); torch.cuda.synchronize()  # noqa: E702
+        a.record()
+        fn()
+        b.record()
+        torch.cuda.synchronize()  # noqa: E702
         lat.append(a.elapsed_time(b))
     lat.sort()
     a.record()
     for _ in range(n_thr):
         fn()
-    b.record(); torch.cuda.synchronize()  # noqa: E702
-    r = {"latency_ms_median": round(lat[len(lat) // 2], 4), "throughput_ms": round(a.elapsed_time(b) / n_thr, 4)}
+    b.record()
+    torch.cuda.synchronize()  # noqa: E702
+    r = {
+        "latency_ms_median": round(lat[len(lat) // 2], 4),
+        "throughput_ms": round(a.elapsed_time(b) / n_thr, 4),
+    }
     if graph:
         try:
             s = torch.cuda.Stream()
@@ -59,11 +69,13 @@ def timings(fn, n_lat: int = 30, n_thr: int = 50, graph: bool = True) -> dict:
             g = torch.cuda.CUDAGraph()
             with torch.cuda.graph(g):
                 fn()
-            g.replay(); torch.cuda.synchronize()  # noqa: E702
+            g.replay()
+            torch.cuda.synchronize()  # noqa: E702
             a.record()
             for _ in range(n_thr):
                 g.replay()
-            b.record(); torch.cuda.synchronize()  # noqa: E702
+            b.record()
+            torch.cuda.synchronize()  # noqa: E702
             r["graph_ms"] = round(a.elapsed_time(b) / n_thr, 4)
         except Exception as exc:  # a capture failure must not hide the other timings
             r["graph_error"] = repr(exc)[:120]
@@ -82,7 +94,8 @@ def copy_bandwidth_GBps(nbytes: int = 1 << 30) -> float:
     a.record()
     for _ in range(20):
         y.copy_(x)
-    b.record(); torch.cuda.synchronize()  # noqa: E702
+    b.record()
+    torch.cuda.synchronize()  # noqa: E702
     return round(2 * nbytes * 20 / (a.elapsed_time(b) / 1e3) / 1e9, 1)
 
 
@@ -91,7 +104,12 @@ def device_line() -> dict:
     import triton
 
     p = torch.cuda.get_device_properties(0)
-    return {"device": p.name, "sm": f"{p.major}{p.minor}", "torch": torch.__version__, "triton": triton.__version__}
+    return {
+        "device": p.name,
+        "sm": f"{p.major}{p.minor}",
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+    }
 
 
 def emit(row: dict) -> None:

@@ -37,21 +37,31 @@ def inputs(B, T, H, HV, seed=0):
 
 def check(args, mode="chunk", **kw) -> dict:
     """Errors against naive_gated_delta_rule on the GPU: state relative (max abs / max), output in bf16 ulps."""
-    o, h = gated_delta_rule_fwd(*args, K ** -0.5, 1, mode=mode, **kw)
-    ro, rh = naive_gated_delta_rule(*args, K ** -0.5, 1)
+    o, h = gated_delta_rule_fwd(*args, K**-0.5, 1, mode=mode, **kw)
+    ro, rh = naive_gated_delta_rule(*args, K**-0.5, 1)
     st = ((h - rh).abs().max() / rh.abs().max()).item()
-    ulps = ((o.float() - ro.float()).abs() / (ro.float().abs() * 2 ** -7 + 1e-3)).max().item()
+    ulps = ((o.float() - ro.float()).abs() / (ro.float().abs() * 2**-7 + 1e-3)).max().item()
     return {"state_rel_err": float(f"{st:.3g}"), "out_err_bf16_ulps": round(ulps, 2)}
 
 
 def decode(H, HV, B, sweep: bool, cfg: dict | None = None) -> dict:
     args = inputs(B, 1, H, HV)
-    configs = [dict(block_v=bv, num_warps=w) for bv in (16, 32, 64) for w in (2, 4, 8)] if sweep else [cfg or {}]
+    configs = (
+        [dict(block_v=bv, num_warps=w) for bv in (16, 32, 64) for w in (2, 4, 8)] if sweep else [cfg or {}]
+    )
     best = None
     for c in configs:
-        r = timings(lambda c=c: gated_delta_rule_fwd(*args, K ** -0.5, 1, mode="recurrent", **c))
+        r = timings(lambda c=c: gated_delta_rule_fwd(*args, K**-0.5, 1, mode="recurrent", **c))
         gbps = 2 * B * HV * K * V * 4 / (r["throughput_ms"] / 1e3) / 1e9
-        row = {"kernel": "recurrent", "H": H, "HV": HV, "B": B, **c, **r, "state_GBps_at_throughput": round(gbps)}
+        row = {
+            "kernel": "recurrent",
+            "H": H,
+            "HV": HV,
+            "B": B,
+            **c,
+            **r,
+            "state_GBps_at_throughput": round(gbps),
+        }
         if best is None or r["throughput_ms"] < best["throughput_ms"]:
             best = row
         if sweep:
@@ -64,19 +74,36 @@ def decode(H, HV, B, sweep: bool, cfg: dict | None = None) -> dict:
 
 def prefill(H, HV, T, sweep: bool, cfg: dict | None = None) -> dict:
     args = inputs(1, T, H, HV)
-    configs = ([dict(mode="chunk", dot_precision="tf32", solve=s, block_v=bv, num_warps=w)
-                for s in ("rows", "blocked") for bv in (32, 64) for w in (4, 8)]
-               + [dict(mode="split", dot_precision="tf32", solve=s, block_v=bv) for s in ("rows", "blocked")
-                  for bv in (32, 64)]
-               if sweep else [cfg or dict(mode="chunk", dot_precision="tf32", block_v=64)])
+    configs = (
+        [
+            dict(mode="chunk", dot_precision="tf32", solve=s, block_v=bv, num_warps=w)
+            for s in ("rows", "blocked")
+            for bv in (32, 64)
+            for w in (4, 8)
+        ]
+        + [
+            dict(mode="split", dot_precision="tf32", solve=s, block_v=bv)
+            for s in ("rows", "blocked")
+            for bv in (32, 64)
+        ]
+        if sweep
+        else [cfg or dict(mode="chunk", dot_precision="tf32", block_v=64)]
+    )
     best = None
     for c in configs:
         try:
-            r = timings(lambda c=c: gated_delta_rule_fwd(*args, K ** -0.5, 1, **c), n_lat=10, n_thr=20)
+            r = timings(lambda c=c: gated_delta_rule_fwd(*args, K**-0.5, 1, **c), n_lat=10, n_thr=20)
         except Exception as exc:  # noqa: BLE001  e.g. out of shared memory for one tile choice: report, go on
             emit({"kernel": "chunk", "H": H, "HV": HV, "T": T, **c, "error": repr(exc)[:160]})
             continue
-        row = {"kernel": "chunk", "H": H, "HV": HV, "T": T, **c, **r}  # kernel "chunk" = fla's name for the case
+        row = {
+            "kernel": "chunk",
+            "H": H,
+            "HV": HV,
+            "T": T,
+            **c,
+            **r,
+        }  # kernel "chunk" = fla's name for the case
         if best is None or r["throughput_ms"] < best["throughput_ms"]:
             best = row
         if sweep:
@@ -86,9 +113,18 @@ def prefill(H, HV, T, sweep: bool, cfg: dict | None = None) -> dict:
     chosen = {k: best[k] for k in ("mode", "dot_precision", "solve", "block_v", "num_warps") if k in best}
     if sweep:  # the price of near-fp32 dots (3 tf32 MMAs each) on the best configuration, with its errors
         alt = {**chosen, "dot_precision": "tf32x3"}
-        emit({"sweep": True, "kernel": "chunk", "H": H, "HV": HV, "T": T, **alt,
-              **timings(lambda: gated_delta_rule_fwd(*args, K ** -0.5, 1, **alt), n_lat=10, n_thr=20),
-              **check(args, **alt)})
+        emit(
+            {
+                "sweep": True,
+                "kernel": "chunk",
+                "H": H,
+                "HV": HV,
+                "T": T,
+                **alt,
+                **timings(lambda: gated_delta_rule_fwd(*args, K**-0.5, 1, **alt), n_lat=10, n_thr=20),
+                **check(args, **alt),
+            }
+        )
     best.update(check(args, **chosen))
     emit(best)
     return chosen
@@ -103,8 +139,18 @@ def conv(B, C, T):
     ro, rs = naive_causal_conv1d(x, st, w, "silu")
     r = timings(lambda: causal_conv1d_fwd(x, st, w, "silu"))
     gb = (2 * x.numel() + 2 * st.numel() + w.numel()) * 2 / (r["throughput_ms"] / 1e3) / 1e9
-    emit({"kernel": "causal_conv1d", "B": B, "C": C, "T": T, **r, "GBps_at_throughput": round(gb),
-          "state_exact": bool(torch.equal(s, rs)), "out_max_abs_err": float((o.float() - ro.float()).abs().max())})
+    emit(
+        {
+            "kernel": "causal_conv1d",
+            "B": B,
+            "C": C,
+            "T": T,
+            **r,
+            "GBps_at_throughput": round(gb),
+            "state_exact": bool(torch.equal(s, rs)),
+            "out_max_abs_err": float((o.float() - ro.float()).abs().max()),
+        }
+    )
 
 
 def main() -> None:

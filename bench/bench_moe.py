@@ -37,19 +37,21 @@ def torch_grouped(hidden, logits, gate_up, down, top_k, norm=1):
     start = 0
     for e, c in enumerate(counts):
         if c:
-            rows = tok[start:start + c]
+            rows = tok[start : start + c]
             gu = hidden[rows] @ gate_up[e].t()
             g, u = gu.chunk(2, dim=-1)
             y = (F.silu(g) * u) @ down[e].t()
-            out.index_add_(0, rows, y.float() * w.reshape(-1)[order[start:start + c], None])
+            out.index_add_(0, rows, y.float() * w.reshape(-1)[order[start : start + c], None])
             start += c
     return out.to(hidden.dtype)
 
 
 def make(name, tokens):
-    H, E, k, I = DIMS[name]
+    H, E, k, I = DIMS[name]  # noqa: E741 (contract symbol I)
     torch.manual_seed(0)
-    gate_up = torch.randn(E, 2 * I, H, device=DEV, dtype=torch.bfloat16) * 0.02  # moe_baseline: normal(0, 0.02)
+    gate_up = (
+        torch.randn(E, 2 * I, H, device=DEV, dtype=torch.bfloat16) * 0.02
+    )  # moe_baseline: normal(0, 0.02)
     down = torch.randn(E, H, I, device=DEV, dtype=torch.bfloat16) * 0.02
     router = torch.randn(E, H, device=DEV, dtype=torch.bfloat16) * 0.02
     x = torch.randn(tokens, H, device=DEV, dtype=torch.bfloat16)
@@ -58,10 +60,15 @@ def make(name, tokens):
 
 def case(name, tokens, copy_gbps, tiles=None, check=True):
     x, logits, gate_up, down, k = make(name, tokens)
-    H, _, _, I = DIMS[name]
+    H, _, _, I = DIMS[name]  # noqa: E741 (contract symbol I)
     distinct = int(route(logits, k, 1)[1].unique().numel())
     touched = distinct * 3 * I * H * 2
-    row = {"model": name, "tokens": tokens, "distinct_experts": distinct, "touched_MB": round(touched / 1e6, 1)}
+    row = {
+        "model": name,
+        "tokens": tokens,
+        "distinct_experts": distinct,
+        "touched_MB": round(touched / 1e6, 1),
+    }
     if tiles:
         row["tiles"] = tiles
     r = timings(lambda: moe_fwd(x, logits, gate_up, down, k, 1, tiles=tiles))
@@ -72,8 +79,13 @@ def case(name, tokens, copy_gbps, tiles=None, check=True):
             r[key.replace("_ms", "_pct_of_copy")] = round(100 * gb / copy_gbps, 1)
     row.update(r)
     if check:
-        out, ref = moe_fwd(x, logits, gate_up, down, k, 1, tiles=tiles), naive_moe(x, logits, gate_up, down, k, 1)
-        row["max_err_over_max_ref"] = float(f"{((out.float() - ref.float()).abs().max() / ref.float().abs().max()).item():.3g}")
+        out, ref = (
+            moe_fwd(x, logits, gate_up, down, k, 1, tiles=tiles),
+            naive_moe(x, logits, gate_up, down, k, 1),
+        )
+        row["max_err_over_max_ref"] = float(
+            f"{((out.float() - ref.float()).abs().max() / ref.float().abs().max()).item():.3g}"
+        )
         base = timings(lambda: torch_grouped(x, logits, gate_up, down, k), n_lat=10, n_thr=10, graph=False)
         row["torch_grouped_throughput_ms"] = base["throughput_ms"]
     emit(row)

@@ -9,7 +9,10 @@ import json
 import os
 import sys
 
-DECODE_TARGET, MOE_TARGET = 0.80, 0.70  # issue 5: >= 80 % of copy for the GDN state, >= 70 % for expert weights
+DECODE_TARGET, MOE_TARGET = (
+    0.80,
+    0.70,
+)  # issue 5: >= 80 % of copy for the GDN state, >= 70 % for expert weights
 
 
 def rows(path: str) -> list[dict]:
@@ -26,8 +29,11 @@ def rows_glob(pattern: str) -> list[dict]:
 def gdn(out_dir: str) -> None:
     mine = rows_glob(f"{out_dir}/gdn_*.jsonl")
     ours = [r for r in mine if not r.get("sweep") and "throughput_ms" in r]
-    fla = {(r["kernel"], r["H"], r["HV"], r.get("B", r.get("T"))): r for r in rows_glob(f"{out_dir}/fla_*.jsonl")
-           if "throughput_ms" in r}
+    fla = {
+        (r["kernel"], r["H"], r["HV"], r.get("B", r.get("T"))): r
+        for r in rows_glob(f"{out_dir}/fla_*.jsonl")
+        if "throughput_ms" in r
+    }
     copy = next((r["copy_GBps"] for r in mine if "copy_GBps" in r), None)
     print(f"GDN (copy bandwidth measured in this run: {copy} GB/s)")
     for r in ours:
@@ -35,8 +41,10 @@ def gdn(out_dir: str) -> None:
             continue
         n = r.get("B", r.get("T"))
         f = fla.get((r["kernel"], r["H"], r["HV"], n))
-        line = (f"  {r['kernel']:9s} H={r['H']:2d} HV={r['HV']:2d} {'B' if 'B' in r else 'T'}={n:5d}: "
-                f"ours {r['throughput_ms']:.4f} ms thr, {r['latency_ms_median']:.4f} ms lat, graph {r.get('graph_ms')}")
+        line = (
+            f"  {r['kernel']:9s} H={r['H']:2d} HV={r['HV']:2d} {'B' if 'B' in r else 'T'}={n:5d}: "
+            f"ours {r['throughput_ms']:.4f} ms thr, {r['latency_ms_median']:.4f} ms lat, graph {r.get('graph_ms')}"
+        )
         if f:
             line += f" | fla {f['throughput_ms']:.4f} ms thr -> fla/ours = {f['throughput_ms'] / r['throughput_ms']:.2f}x"
         if "state_GBps_at_throughput" in r and copy:
@@ -61,9 +69,11 @@ def moe(out_dir: str) -> None:
     for r in ours:
         b = base.get((r["model"], r["tokens"]))
         pct = r.get("graph_pct_of_copy", r.get("throughput_pct_of_copy"))
-        line = (f"  {r['model']:10s} tokens={r['tokens']:4d} experts={r['distinct_experts']:3d}: ours "
-                f"{r['throughput_ms']:.4f} ms thr / {r.get('graph_ms')} ms graph = {pct} % of copy; "
-                f"torch grouped {r.get('torch_grouped_throughput_ms')} ms")
+        line = (
+            f"  {r['model']:10s} tokens={r['tokens']:4d} experts={r['distinct_experts']:3d}: ours "
+            f"{r['throughput_ms']:.4f} ms thr / {r.get('graph_ms')} ms graph = {pct} % of copy; "
+            f"torch grouped {r.get('torch_grouped_throughput_ms')} ms"
+        )
         if b:
             line += f" | transformers {b['impl']} {b['ms']} ms -> {b['ms'] / r['throughput_ms']:.1f}x"
         if r["model"] == "35b-a3b" and r["tokens"] <= 64 and pct is not None:

@@ -31,8 +31,11 @@ def launcher(op_name: str):
     module, attr = LAUNCHERS[op_name].split(":")
     return getattr(importlib.import_module(module), attr)
 
+
 TRITON_BACKEND = "triton"
-TRITON_PRIORITY = 20  # above the ops' own CPU forms (naive 0, chunked/grouped/conv1d 10; deploykit/ops/torch_ops.py)
+TRITON_PRIORITY = (
+    20  # above the ops' own CPU forms (naive 0, chunked/grouped/conv1d 10; deploykit/ops/torch_ops.py)
+)
 
 
 def register_triton_backends(priority: int = TRITON_PRIORITY) -> None:
@@ -41,5 +44,9 @@ def register_triton_backends(priority: int = TRITON_PRIORITY) -> None:
     from deploykit.ops import registry
 
     on_cuda = lambda first, *rest: first.is_cuda  # noqa: E731
-    for name, op in (("GatedDeltaRule", "gated_delta_rule"), ("CausalConv1d", "causal_conv1d"), ("MoE", "moe")):
+    for name, op in (
+        ("GatedDeltaRule", "gated_delta_rule"),
+        ("CausalConv1d", "causal_conv1d"),
+        ("MoE", "moe"),
+    ):
         registry.register(op, TRITON_BACKEND, launcher(name), priority=priority, supports=on_cuda)

@@ -20,7 +20,11 @@ from deploykit.errors import DeployKitError
 
 AOT_ARCHS = (80, 87, 90)  # A100/A10-class, Jetson AGX Orin, H100/H200 (shared/reference/gpus.yaml)
 WARP_SIZE = 32  # every NVIDIA GPU Triton targets
-TRITON_DTYPE = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}  # contract dtype -> Triton signature
+TRITON_DTYPE = {
+    "float32": "fp32",
+    "float16": "fp16",
+    "bfloat16": "bf16",
+}  # contract dtype -> Triton signature
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,14 @@ def compile_ptx(spec: KernelSpec, arch: int) -> AotKernel:
         options["num_stages"] = spec.num_stages
     src = ASTSource(fn=spec.kernel, signature=signature, constexprs=dict(spec.constexprs))
     ck = triton.compile(src, target=GPUTarget("cuda", arch, WARP_SIZE), options=options)
-    return AotKernel(name=ck.metadata.name, ptx=ck.asm["ptx"], arch=arch,
-                     num_warps=ck.metadata.num_warps, shared=ck.metadata.shared,
-                     scratch=ck.metadata.global_scratch_size + getattr(ck.metadata, "profile_scratch_size", 0))
+    return AotKernel(
+        name=ck.metadata.name,
+        ptx=ck.asm["ptx"],
+        arch=arch,
+        num_warps=ck.metadata.num_warps,
+        shared=ck.metadata.shared,
+        scratch=ck.metadata.global_scratch_size + getattr(ck.metadata, "profile_scratch_size", 0),
+    )
 
 
 def import_trt_plugin():
@@ -87,8 +96,9 @@ def import_trt_plugin():
 def contract_descriptors(spec, inputs: list, act_dtype, fp32_dtype, from_shape_expr: Callable) -> tuple:
     """Output descriptors of a contract op from its input descriptors, by the contract's single shape rule
     (`OpSpec.output_dims`): each output axis is a copy of one input axis. dtype 'T' = first 'T' input's dtype."""
-    shapes = spec.infer_shapes([tuple(d.shape_expr[a] for a in range(len(s.dims)))
-                                for d, s in zip(inputs, spec.inputs)])
+    shapes = spec.infer_shapes(
+        [tuple(d.shape_expr[a] for a in range(len(s.dims))) for d, s in zip(inputs, spec.inputs)]
+    )
     dtypes = [act_dtype if o.dtype == "T" else fp32_dtype for o in spec.outputs]
     return tuple(from_shape_expr(tuple(shape), dtype) for shape, dtype in zip(shapes, dtypes))
 
@@ -99,11 +109,16 @@ def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
     from deploykit.plugins.gated_delta_net.launch import conv_aot_spec, gdn_aot_spec, gdn_split_aot_specs
     from deploykit.plugins.moe.launch import moe_aot_specs
 
-    gdn = dict(dtype=dtype, HK=16, HV=32, K=128, V=128, scale=128 ** -0.5, use_qk_l2norm=1)
-    specs = {"gdn_decode": gdn_aot_spec(chunked=False, **gdn), "gdn_chunk": gdn_aot_spec(chunked=True, **gdn),
-             "gdn_chunk_blocked": gdn_aot_spec(chunked=True, solve="blocked", **gdn),
-             "gdn_split_prep": gdn_split_aot_specs(**gdn)[0], "gdn_split_scan": gdn_split_aot_specs(**gdn)[1],
-             "conv_decode": conv_aot_spec(dtype, 4, "silu", True), "conv_prefill": conv_aot_spec(dtype, 4, "silu", False)}
+    gdn = dict(dtype=dtype, HK=16, HV=32, K=128, V=128, scale=128**-0.5, use_qk_l2norm=1)
+    specs = {
+        "gdn_decode": gdn_aot_spec(chunked=False, **gdn),
+        "gdn_chunk": gdn_aot_spec(chunked=True, **gdn),
+        "gdn_chunk_blocked": gdn_aot_spec(chunked=True, solve="blocked", **gdn),
+        "gdn_split_prep": gdn_split_aot_specs(**gdn)[0],
+        "gdn_split_scan": gdn_split_aot_specs(**gdn)[1],
+        "conv_decode": conv_aot_spec(dtype, 4, "silu", True),
+        "conv_prefill": conv_aot_spec(dtype, 4, "silu", False),
+    }
     for s in moe_aot_specs(dtype, H=2048, I=512, E=256, top_k=8, norm_topk_prob=1, decode=True):
         specs["moe_" + s.kernel.__name__] = s
     return specs
@@ -127,8 +142,21 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.NamedTemporaryFile("w", dir=out_dir, delete=False) as f:  # no partial files
                 f.write(k.ptx)
             os.replace(f.name, path)
-            print(json.dumps({"name": name, "arch": arch, "entry": k.name, "shared": k.shared,
-                              "block_x": k.block_x, "scratch": k.scratch, "ptx": path, "bytes": len(k.ptx)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "name": name,
+                        "arch": arch,
+                        "entry": k.name,
+                        "shared": k.shared,
+                        "block_x": k.block_x,
+                        "scratch": k.scratch,
+                        "ptx": path,
+                        "bytes": len(k.ptx),
+                    }
+                ),
+                flush=True,
+            )
     return 0
 
 

@@ -34,11 +34,22 @@ def _l2norm_rows(x, USE_L2NORM: tl.constexpr):
 
 @triton.jit
 def gdn_recurrent_kernel(
-    q, k, v, g, beta, h0,  # inputs (contract order and layout)
+    q,
+    k,
+    v,
+    g,
+    beta,
+    h0,  # inputs (contract order and layout)
     T,  # runtime scalar (a TensorRT AOT plugin passes scalars between inputs and outputs)
-    o, ht,  # outputs
-    HK: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BK: tl.constexpr, BV: tl.constexpr, USE_L2NORM: tl.constexpr,
+    o,
+    ht,  # outputs
+    HK: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    USE_L2NORM: tl.constexpr,
     scale: tl.constexpr,  # an attribute: baked into the PTX (AOT plugins do not serialize attributes)
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
@@ -103,9 +114,24 @@ def _unit_lower_inverse_blocked(a, BT: tl.constexpr, BS: tl.constexpr, DOT: tl.c
 
 @triton.jit
 def gdn_chunk_kernel(
-    q, k, v, g, beta, h0, T, o, ht,
-    HK: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_L2NORM: tl.constexpr, scale: tl.constexpr,
+    q,
+    k,
+    v,
+    g,
+    beta,
+    h0,
+    T,
+    o,
+    ht,
+    HK: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    USE_L2NORM: tl.constexpr,
+    scale: tl.constexpr,
     DOT: tl.constexpr,  # tl.dot input_precision for fp32 operands: "ieee" (exact), "tf32x3" or "tf32"
     BLOCKED_SOLVE: tl.constexpr,  # False: 63-step row substitution; True: 16-row blocks + matmuls (fewer steps)
 ):
@@ -133,8 +159,9 @@ def gdn_chunk_kernel(
         b_last = tl.sum(tl.where(o_t == BT - 1, b_gc, 0.0), axis=0)  # padded rows keep gc constant
         b_dec = tl.where(m_causal, tl.exp(b_gc[:, None] - b_gc[None, :]), 0.0)  # exp(gc_i - gc_j), j <= i
         b_kb = b_k * b_beta[:, None]
-        b_a = tl.where(o_t[:, None] > o_t[None, :],
-                       tl.dot(b_kb, tl.trans(b_k), input_precision=DOT) * b_dec, 0.0)
+        b_a = tl.where(
+            o_t[:, None] > o_t[None, :], tl.dot(b_kb, tl.trans(b_k), input_precision=DOT) * b_dec, 0.0
+        )
         if BLOCKED_SOLVE:
             b_ai = _unit_lower_inverse_blocked(b_a, BT, 16, DOT)  # 16: the smallest tl.dot tile
         else:
@@ -153,10 +180,27 @@ def gdn_chunk_kernel(
 
 @triton.jit
 def gdn_chunk_prep_kernel(
-    q, k, v, g, beta, T, w, u, aqk, gcs,  # inputs, T, then fp32 scratch rows [B*HV*T_pad, ...]
-    HK: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, USE_L2NORM: tl.constexpr, scale: tl.constexpr,
-    DOT: tl.constexpr, BLOCKED_SOLVE: tl.constexpr,
+    q,
+    k,
+    v,
+    g,
+    beta,
+    T,
+    w,
+    u,
+    aqk,
+    gcs,  # inputs, T, then fp32 scratch rows [B*HV*T_pad, ...]
+    HK: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    USE_L2NORM: tl.constexpr,
+    scale: tl.constexpr,
+    DOT: tl.constexpr,
+    BLOCKED_SOLVE: tl.constexpr,
 ):
     """Split path, step 1 (parallel over chunks): everything of a chunk that does not depend on the state:
     W, U (the UT transform), the decayed intra-chunk Q K^T and the cumulative log decay."""
@@ -185,7 +229,9 @@ def gdn_chunk_prep_kernel(
     else:
         b_ai = _unit_lower_inverse(b_a, BT)
     r = (i_bh.to(tl.int64) * tl.cdiv(T, BT) + i_c) * BT + o_t  # scratch row: padded rows included
-    tl.store(w + r[:, None] * BK + o_k[None, :], tl.dot(b_ai, b_kb * tl.exp(b_gc)[:, None], input_precision=DOT))
+    tl.store(
+        w + r[:, None] * BK + o_k[None, :], tl.dot(b_ai, b_kb * tl.exp(b_gc)[:, None], input_precision=DOT)
+    )
     tl.store(u + r[:, None] * BV + o_v[None, :], tl.dot(b_ai, b_v * b_beta[:, None], input_precision=DOT))
     tl.store(aqk + r[:, None] * BT + o_t[None, :], tl.dot(b_q, tl.trans(b_k), input_precision=DOT) * b_dec)
     tl.store(gcs + r, b_gc)
@@ -193,10 +239,27 @@ def gdn_chunk_prep_kernel(
 
 @triton.jit
 def gdn_chunk_scan_kernel(
-    q, k, w, u, aqk, gcs, h0, T, o, ht,
-    HK: tl.constexpr, HV: tl.constexpr, K: tl.constexpr, V: tl.constexpr,
-    BT: tl.constexpr, BK: tl.constexpr, BV: tl.constexpr, BVS: tl.constexpr,  # BV: scratch width; BVS: tile
-    USE_L2NORM: tl.constexpr, scale: tl.constexpr, DOT: tl.constexpr,
+    q,
+    k,
+    w,
+    u,
+    aqk,
+    gcs,
+    h0,
+    T,
+    o,
+    ht,
+    HK: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BVS: tl.constexpr,  # BV: scratch width; BVS: tile
+    USE_L2NORM: tl.constexpr,
+    scale: tl.constexpr,
+    DOT: tl.constexpr,
 ):
     """Split path, step 2 (sequential over chunks, one program per state tile): only the state-dependent
     matmuls remain on the sequential path; W, U, Q K^T and the decays come from step 1."""
@@ -223,9 +286,14 @@ def gdn_chunk_scan_kernel(
         b_u = tl.load(u + r[:, None] * BV + o_v[None, :], mask=m_v[None, :], other=0.0)
         b_qk = tl.load(aqk + r[:, None] * BT + o_t[None, :])
         b_vn = b_u - tl.dot(b_w, b_h, input_precision=DOT)
-        b_o = tl.dot(b_q * tl.exp(b_gc)[:, None], b_h, input_precision=DOT) + tl.dot(b_qk, b_vn, input_precision=DOT)
-        tl.store(o + (i_t[:, None] * HV + i_hv) * V + o_v[None, :], b_o.to(o.dtype.element_ty),
-                 mask=m_t[:, None] & m_v[None, :])
+        b_o = tl.dot(b_q * tl.exp(b_gc)[:, None], b_h, input_precision=DOT) + tl.dot(
+            b_qk, b_vn, input_precision=DOT
+        )
+        tl.store(
+            o + (i_t[:, None] * HV + i_hv) * V + o_v[None, :],
+            b_o.to(o.dtype.element_ty),
+            mask=m_t[:, None] & m_v[None, :],
+        )
         b_kd = b_k * tl.exp(b_last - b_gc)[:, None]
         b_h = b_h * tl.exp(b_last) + tl.dot(tl.trans(b_kd), b_vn, input_precision=DOT)
     tl.store(ht + p_h, b_h, mask=m_k[:, None] & m_v[None, :])
@@ -233,8 +301,18 @@ def gdn_chunk_scan_kernel(
 
 @triton.jit
 def causal_conv1d_kernel(
-    x, conv_state, weight, T, C, out, new_state,
-    KW: tl.constexpr, KP: tl.constexpr, BC: tl.constexpr, BT: tl.constexpr, SILU: tl.constexpr,
+    x,
+    conv_state,
+    weight,
+    T,
+    C,
+    out,
+    new_state,
+    KW: tl.constexpr,
+    KP: tl.constexpr,
+    BC: tl.constexpr,
+    BT: tl.constexpr,
+    SILU: tl.constexpr,
 ):
     """out[b,c,t] = act(sum_j w[c,j] * full[b,c,t+j]), full = concat(conv_state, x) along time."""
     i_b, i_c, i_t = tl.program_id(0), tl.program_id(1), tl.program_id(2)
@@ -247,22 +325,37 @@ def causal_conv1d_kernel(
     for j in tl.static_range(KW):
         s = o_t + j  # position in full; < KW-1 reads conv_state, else x
         in_x = s >= KW - 1
-        b_x = tl.load(x + row_x[:, None] + (s - (KW - 1))[None, :],
-                      mask=m_c[:, None] & (m_t & in_x)[None, :], other=0.0)
-        b_s = tl.load(conv_state + row_s[:, None] + s[None, :],
-                      mask=m_c[:, None] & (m_t & (s < KW - 1))[None, :], other=0.0)
+        b_x = tl.load(
+            x + row_x[:, None] + (s - (KW - 1))[None, :], mask=m_c[:, None] & (m_t & in_x)[None, :], other=0.0
+        )
+        b_s = tl.load(
+            conv_state + row_s[:, None] + s[None, :],
+            mask=m_c[:, None] & (m_t & (s < KW - 1))[None, :],
+            other=0.0,
+        )
         b_w = tl.load(weight + o_c * KW + j, mask=m_c, other=0.0).to(tl.float32)
         acc += b_w[:, None] * (b_x.to(tl.float32) + b_s.to(tl.float32))
     if SILU:
         acc = acc * tl.sigmoid(acc)
-    tl.store(out + row_x[:, None] + o_t[None, :], acc.to(out.dtype.element_ty), mask=m_c[:, None] & m_t[None, :])
+    tl.store(
+        out + row_x[:, None] + o_t[None, :], acc.to(out.dtype.element_ty), mask=m_c[:, None] & m_t[None, :]
+    )
     if i_t == 0:  # new state = last KW-1 columns of full, copied exactly
         o_j = tl.arange(0, KP)  # KP = next power of two >= KW-1; columns >= KW-1 are masked
         s_n = T + o_j  # position in full
         m_j = o_j < KW - 1
-        b_nx = tl.load(x + row_x[:, None] + (s_n - (KW - 1))[None, :],
-                      mask=m_c[:, None] & (m_j & (s_n >= KW - 1))[None, :], other=0.0)
-        b_ns = tl.load(conv_state + row_s[:, None] + s_n[None, :],
-                      mask=m_c[:, None] & (m_j & (s_n < KW - 1))[None, :], other=0.0)
-        tl.store(new_state + row_s[:, None] + o_j[None, :], (b_nx + b_ns).to(new_state.dtype.element_ty),
-                 mask=m_c[:, None] & m_j[None, :])
+        b_nx = tl.load(
+            x + row_x[:, None] + (s_n - (KW - 1))[None, :],
+            mask=m_c[:, None] & (m_j & (s_n >= KW - 1))[None, :],
+            other=0.0,
+        )
+        b_ns = tl.load(
+            conv_state + row_s[:, None] + s_n[None, :],
+            mask=m_c[:, None] & (m_j & (s_n < KW - 1))[None, :],
+            other=0.0,
+        )
+        tl.store(
+            new_state + row_s[:, None] + o_j[None, :],
+            (b_nx + b_ns).to(new_state.dtype.element_ty),
+            mask=m_c[:, None] & m_j[None, :],
+        )

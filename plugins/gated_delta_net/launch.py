@@ -21,7 +21,9 @@ from .kernels import (
 
 CHUNK = 64  # tokens per chunk: fla and transformers use 64 (tensor-core friendly, solve stays cheap)
 CHUNK_MIN_T = 64  # below one full chunk the recurrent kernel does less work than one chunk step
-SCAN_STAGES = 2  # split-path scan: Triton's default 3 load stages need 169 KiB of shared memory on sm_80 (> 163)
+SCAN_STAGES = (
+    2  # split-path scan: Triton's default 3 load stages need 169 KiB of shared memory on sm_80 (> 163)
+)
 
 
 def gdn_tiles(K: int, V: int, B: int, HV: int, chunked: bool) -> tuple[int, int]:
@@ -45,8 +47,10 @@ def _check_gdn(q, k, v, g, beta, initial_state) -> None:
     if k.shape != q.shape or v.shape[:2] != (B, T) or HV % HK:
         raise ValueError(f"GatedDeltaRule: bad shapes q{list(q.shape)} k{list(k.shape)} v{list(v.shape)}")
     if g.shape != (B, T, HV) or beta.shape != (B, T, HV) or initial_state.shape != (B, HV, K, V):
-        raise ValueError(f"GatedDeltaRule: bad shapes g{list(g.shape)} beta{list(beta.shape)} "
-                         f"initial_state{list(initial_state.shape)}")
+        raise ValueError(
+            f"GatedDeltaRule: bad shapes g{list(g.shape)} beta{list(beta.shape)} "
+            f"initial_state{list(initial_state.shape)}"
+        )
 
 
 def gated_delta_rule_fwd(
@@ -83,8 +87,23 @@ def gated_delta_rule_fwd(
     if mode == "recurrent":
         gdn_recurrent_kernel[grid](q, k, v, g, beta, h0, T, o, ht, BV=BV, num_warps=num_warps or 4, **common)
     elif mode == "chunk":
-        gdn_chunk_kernel[grid](q, k, v, g, beta, h0, T, o, ht, BT=CHUNK, BV=BV, DOT=dot_precision,
-                               BLOCKED_SOLVE=solve == "blocked", num_warps=num_warps or 4, **common)
+        gdn_chunk_kernel[grid](
+            q,
+            k,
+            v,
+            g,
+            beta,
+            h0,
+            T,
+            o,
+            ht,
+            BT=CHUNK,
+            BV=BV,
+            DOT=dot_precision,
+            BLOCKED_SOLVE=solve == "blocked",
+            num_warps=num_warps or 4,
+            **common,
+        )
     else:
         _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common)
     return o, ht
@@ -93,18 +112,50 @@ def gated_delta_rule_fwd(
 def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common) -> None:
     """Two launches: chunk-parallel prep into fp32 scratch, then the sequential scan (for plugins that can
     enqueue several kernels and own a workspace: the C++ IPluginV3 path, not a QDP AOT plugin)."""
-    B, HV, K = q.shape[0], common["HV"], common["K"]
+    B, HV = q.shape[0], common["HV"]
     NT, BVP = triton.cdiv(T, CHUNK), triton.next_power_of_2(common["V"])
     rows = B * HV * NT * CHUNK
     w = torch.empty(rows, common["BK"], dtype=torch.float32, device=q.device)
     u = torch.empty(rows, BVP, dtype=torch.float32, device=q.device)
     aqk = torch.empty(rows, CHUNK, dtype=torch.float32, device=q.device)
     gcs = torch.empty(rows, dtype=torch.float32, device=q.device)
-    gdn_chunk_prep_kernel[(NT, B * HV)](q, k, v, g, beta, T, w, u, aqk, gcs, BT=CHUNK, BV=BVP, DOT=dot_precision,
-                                        BLOCKED_SOLVE=solve == "blocked", num_warps=8, **common)
-    gdn_chunk_scan_kernel[grid_gdn(B, HV, common["V"], BV)](q, k, w, u, aqk, gcs, h0, T, o, ht, BT=CHUNK, BV=BVP,
-                                                           BVS=BV, DOT=dot_precision, num_warps=num_warps or 4,
-                                                           num_stages=SCAN_STAGES, **common)
+    gdn_chunk_prep_kernel[(NT, B * HV)](
+        q,
+        k,
+        v,
+        g,
+        beta,
+        T,
+        w,
+        u,
+        aqk,
+        gcs,
+        BT=CHUNK,
+        BV=BVP,
+        DOT=dot_precision,
+        BLOCKED_SOLVE=solve == "blocked",
+        num_warps=8,
+        **common,
+    )
+    gdn_chunk_scan_kernel[grid_gdn(B, HV, common["V"], BV)](
+        q,
+        k,
+        w,
+        u,
+        aqk,
+        gcs,
+        h0,
+        T,
+        o,
+        ht,
+        BT=CHUNK,
+        BV=BVP,
+        BVS=BV,
+        DOT=dot_precision,
+        num_warps=num_warps or 4,
+        num_stages=SCAN_STAGES,
+        **common,
+    )
 
 
 def conv_tiles(C: int, T: int) -> tuple[int, int]:
@@ -129,20 +180,45 @@ def causal_conv1d_fwd(
     B, C, T = x.shape
     KW = weight.shape[-1]
     if conv_state.shape != (B, C, KW - 1) or weight.shape[0] != C:
-        raise ValueError(f"CausalConv1d: bad shapes x{list(x.shape)} conv_state{list(conv_state.shape)} "
-                         f"weight{list(weight.shape)}")
+        raise ValueError(
+            f"CausalConv1d: bad shapes x{list(x.shape)} conv_state{list(conv_state.shape)} "
+            f"weight{list(weight.shape)}"
+        )
     x, w = x.contiguous(), weight.contiguous()
     st = conv_state.to(x.dtype).contiguous()
     out, new_state = torch.empty_like(x), torch.empty_like(st)
     BC, BT = conv_tiles(C, T)
     causal_conv1d_kernel[grid_conv(B, C, T, BC, BT)](
-        x, st, w, T, C, out, new_state, KW=KW, KP=triton.next_power_of_2(max(KW - 1, 1)),
-        BC=BC, BT=BT, SILU=activation == "silu", num_warps=4)
+        x,
+        st,
+        w,
+        T,
+        C,
+        out,
+        new_state,
+        KW=KW,
+        KP=triton.next_power_of_2(max(KW - 1, 1)),
+        BC=BC,
+        BT=BT,
+        SILU=activation == "silu",
+        num_warps=4,
+    )
     return out, new_state
 
 
-def gdn_aot_spec(dtype: str, HK: int, HV: int, K: int, V: int, scale: float, use_qk_l2norm: int,
-                 chunked: bool, batch_hint: int = 64, dot_precision: str = "tf32", solve: str = "rows"):
+def gdn_aot_spec(
+    dtype: str,
+    HK: int,
+    HV: int,
+    K: int,
+    V: int,
+    scale: float,
+    use_qk_l2norm: int,
+    chunked: bool,
+    batch_hint: int = 64,
+    dot_precision: str = "tf32",
+    solve: str = "rows",
+):
     """The KernelSpec a TensorRT AOT plugin compiles: same kernel and tiles as gated_delta_rule_fwd.
     Grid: (cdiv(V, BV), B * HV); runtime scalar: T."""
     from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
@@ -157,23 +233,51 @@ def gdn_aot_spec(dtype: str, HK: int, HV: int, K: int, V: int, scale: float, use
     return KernelSpec(kernel, args, cx, num_warps=4, grid=(f"cdiv(V,{BV})", "B*HV"))
 
 
-def gdn_split_aot_specs(dtype: str, HK: int, HV: int, K: int, V: int, scale: float, use_qk_l2norm: int,
-                        batch_hint: int = 1, dot_precision: str = "tf32", solve: str = "rows"):
+def gdn_split_aot_specs(
+    dtype: str,
+    HK: int,
+    HV: int,
+    K: int,
+    V: int,
+    scale: float,
+    use_qk_l2norm: int,
+    batch_hint: int = 1,
+    dot_precision: str = "tf32",
+    solve: str = "rows",
+):
     """[prep, scan] KernelSpecs of the two-launch chunked path (for a multi-kernel plugin with a workspace).
     Grids: prep (cdiv(T, 64), B * HV), scan (cdiv(V, BVS), B * HV); runtime scalar: T."""
     from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
 
     t, f32 = "*" + TRITON_DTYPE[dtype], "*fp32"
     BK, BVS = gdn_tiles(K, V, batch_hint, HV, chunked=True)
-    cx = dict(HK=HK, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=triton.next_power_of_2(V),
-              USE_L2NORM=bool(use_qk_l2norm), scale=float(scale), DOT=dot_precision)
-    prep = KernelSpec(gdn_chunk_prep_kernel, dict(q=t, k=t, v=t, g=f32, beta=t, T="i32", w=f32, u=f32, aqk=f32,
-                                                  gcs=f32), dict(cx, BLOCKED_SOLVE=solve == "blocked"),
-                      num_warps=8, grid=("cdiv(T,64)", "B*HV"))
-    scan = KernelSpec(gdn_chunk_scan_kernel, dict(q=t, k=t, w=f32, u=f32, aqk=f32, gcs=f32, h0=f32, T="i32",
-                                                  o=t, ht=f32), dict(cx, BVS=BVS), num_warps=4,
-                      num_stages=SCAN_STAGES,
-                      grid=(f"cdiv(V,{BVS})", "B*HV"))
+    cx = dict(
+        HK=HK,
+        HV=HV,
+        K=K,
+        V=V,
+        BT=CHUNK,
+        BK=BK,
+        BV=triton.next_power_of_2(V),
+        USE_L2NORM=bool(use_qk_l2norm),
+        scale=float(scale),
+        DOT=dot_precision,
+    )
+    prep = KernelSpec(
+        gdn_chunk_prep_kernel,
+        dict(q=t, k=t, v=t, g=f32, beta=t, T="i32", w=f32, u=f32, aqk=f32, gcs=f32),
+        dict(cx, BLOCKED_SOLVE=solve == "blocked"),
+        num_warps=8,
+        grid=("cdiv(T,64)", "B*HV"),
+    )
+    scan = KernelSpec(
+        gdn_chunk_scan_kernel,
+        dict(q=t, k=t, w=f32, u=f32, aqk=f32, gcs=f32, h0=f32, T="i32", o=t, ht=f32),
+        dict(cx, BVS=BVS),
+        num_warps=4,
+        num_stages=SCAN_STAGES,
+        grid=(f"cdiv(V,{BVS})", "B*HV"),
+    )
     return [prep, scan]
 
 
@@ -184,6 +288,10 @@ def conv_aot_spec(dtype: str, KW: int, activation: str, decode: bool):
     t = "*" + TRITON_DTYPE[dtype]
     BC, BT = conv_tiles(0, 1 if decode else 64)
     cx = dict(KW=KW, KP=triton.next_power_of_2(max(KW - 1, 1)), BC=BC, BT=BT, SILU=activation == "silu")
-    return KernelSpec(causal_conv1d_kernel, dict(x=t, conv_state=t, weight=t, T="i32", C="i32", out=t,
-                                                 new_state=t), cx, num_warps=4,
-                      grid=("B", f"cdiv(C,{BC})", f"cdiv(T,{BT})"))
+    return KernelSpec(
+        causal_conv1d_kernel,
+        dict(x=t, conv_state=t, weight=t, T="i32", C="i32", out=t, new_state=t),
+        cx,
+        num_warps=4,
+        grid=("B", f"cdiv(C,{BC})", f"cdiv(T,{BT})"),
+    )

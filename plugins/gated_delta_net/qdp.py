@@ -44,17 +44,33 @@ def _arch() -> int:
 
 
 @trtp.register("deploykit::GatedDeltaRule")
-def gated_delta_rule_desc(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, g: trtp.TensorDesc,
-                          beta: trtp.TensorDesc, initial_state: trtp.TensorDesc, scale: float,
-                          use_qk_l2norm: int) -> Tuple[trtp.TensorDesc, trtp.TensorDesc]:
-    return contract_descriptors(GATED_DELTA_RULE, [q, k, v, g, beta, initial_state], q.dtype, trt.float32,
-                                trtp.from_shape_expr)
+def gated_delta_rule_desc(
+    q: trtp.TensorDesc,
+    k: trtp.TensorDesc,
+    v: trtp.TensorDesc,
+    g: trtp.TensorDesc,
+    beta: trtp.TensorDesc,
+    initial_state: trtp.TensorDesc,
+    scale: float,
+    use_qk_l2norm: int,
+) -> Tuple[trtp.TensorDesc, trtp.TensorDesc]:
+    return contract_descriptors(
+        GATED_DELTA_RULE, [q, k, v, g, beta, initial_state], q.dtype, trt.float32, trtp.from_shape_expr
+    )
 
 
 @trtp.autotune("deploykit::GatedDeltaRule")
-def gated_delta_rule_tune(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, g: trtp.TensorDesc,
-                          beta: trtp.TensorDesc, initial_state: trtp.TensorDesc, scale: float, use_qk_l2norm: int,
-                          outputs: Tuple[trtp.TensorDesc]) -> List[trtp.AutoTuneCombination]:
+def gated_delta_rule_tune(
+    q: trtp.TensorDesc,
+    k: trtp.TensorDesc,
+    v: trtp.TensorDesc,
+    g: trtp.TensorDesc,
+    beta: trtp.TensorDesc,
+    initial_state: trtp.TensorDesc,
+    scale: float,
+    use_qk_l2norm: int,
+    outputs: Tuple[trtp.TensorDesc],
+) -> List[trtp.AutoTuneCombination]:
     c = trtp.AutoTuneCombination()
     c.pos([0, 1, 2, 4, 6], "FP32|FP16|BF16")  # q, k, v, beta, output: the activation dtype 'T'
     c.pos([3, 5, 7], "FP32")  # g, initial_state, final_state
@@ -63,13 +79,31 @@ def gated_delta_rule_tune(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.Tensor
 
 
 @trtp.aot_impl("deploykit::GatedDeltaRule")
-def gated_delta_rule_aot(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, g: trtp.TensorDesc,
-                         beta: trtp.TensorDesc, initial_state: trtp.TensorDesc, scale: float, use_qk_l2norm: int,
-                         outputs: Tuple[trtp.TensorDesc], tactic: int):
+def gated_delta_rule_aot(
+    q: trtp.TensorDesc,
+    k: trtp.TensorDesc,
+    v: trtp.TensorDesc,
+    g: trtp.TensorDesc,
+    beta: trtp.TensorDesc,
+    initial_state: trtp.TensorDesc,
+    scale: float,
+    use_qk_l2norm: int,
+    outputs: Tuple[trtp.TensorDesc],
+    tactic: int,
+):
     HK, K = _const(q.shape_expr[2], "Hk"), _const(q.shape_expr[3], "Dk")
     HV, V = _const(v.shape_expr[2], "Hv"), _const(v.shape_expr[3], "Dv")
-    spec = gdn_aot_spec(_DTYPE[q.dtype], HK, HV, K, V, scale, use_qk_l2norm, chunked=tactic != TACTIC_RECURRENT,
-                        solve="blocked" if tactic == TACTIC_CHUNK_BLOCKED else "rows")
+    spec = gdn_aot_spec(
+        _DTYPE[q.dtype],
+        HK,
+        HV,
+        K,
+        V,
+        scale,
+        use_qk_l2norm,
+        chunked=tactic != TACTIC_RECURRENT,
+        solve="blocked" if tactic == TACTIC_CHUNK_BLOCKED else "rows",
+    )
     ck = compile_ptx(spec, _arch())
     lp = trtp.KernelLaunchParams()
     lp.grid_x = -(-V // spec.constexprs["BV"])
@@ -82,15 +116,23 @@ def gated_delta_rule_aot(q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorD
 
 
 @trtp.register("deploykit::CausalConv1d")
-def causal_conv1d_desc(x: trtp.TensorDesc, conv_state: trtp.TensorDesc, weight: trtp.TensorDesc,
-                       activation: str) -> Tuple[trtp.TensorDesc, trtp.TensorDesc]:
-    return contract_descriptors(CAUSAL_CONV1D, [x, conv_state, weight], x.dtype, trt.float32,
-                                trtp.from_shape_expr)
+def causal_conv1d_desc(
+    x: trtp.TensorDesc, conv_state: trtp.TensorDesc, weight: trtp.TensorDesc, activation: str
+) -> Tuple[trtp.TensorDesc, trtp.TensorDesc]:
+    return contract_descriptors(
+        CAUSAL_CONV1D, [x, conv_state, weight], x.dtype, trt.float32, trtp.from_shape_expr
+    )
 
 
 @trtp.aot_impl("deploykit::CausalConv1d")
-def causal_conv1d_aot(x: trtp.TensorDesc, conv_state: trtp.TensorDesc, weight: trtp.TensorDesc, activation: str,
-                      outputs: Tuple[trtp.TensorDesc], tactic: int):
+def causal_conv1d_aot(
+    x: trtp.TensorDesc,
+    conv_state: trtp.TensorDesc,
+    weight: trtp.TensorDesc,
+    activation: str,
+    outputs: Tuple[trtp.TensorDesc],
+    tactic: int,
+):
     KW = _const(weight.shape_expr[1], "conv kernel width K")
     decode = x.shape_expr[2].is_constant and x.shape_expr[2].constant_value == 1
     spec = conv_aot_spec(_DTYPE[x.dtype], KW, activation, decode)

@@ -20,8 +20,16 @@ import triton.language as tl
 
 
 @triton.jit
-def moe_route_kernel(logits, ids, weights, E: tl.constexpr, BE: tl.constexpr, TOP_K: tl.constexpr,
-                     KP: tl.constexpr, NORM: tl.constexpr):
+def moe_route_kernel(
+    logits,
+    ids,
+    weights,
+    E: tl.constexpr,
+    BE: tl.constexpr,
+    TOP_K: tl.constexpr,
+    KP: tl.constexpr,
+    NORM: tl.constexpr,
+):
     i_n = tl.program_id(0).to(tl.int64)
     o_e, o_j = tl.arange(0, BE), tl.arange(0, KP)  # KP = next power of two >= TOP_K
     b_l = tl.load(logits + i_n * E + o_e, mask=o_e < E, other=float("-inf")).to(tl.float32)
@@ -48,8 +56,17 @@ def _gather(table, idx, BE: tl.constexpr):
 
 
 @triton.jit
-def moe_align_kernel(ids, P, slot_pair, block_expert, NB_MAX,
-                     E: tl.constexpr, BE: tl.constexpr, BM: tl.constexpr, BP: tl.constexpr):
+def moe_align_kernel(
+    ids,
+    P,
+    slot_pair,
+    block_expert,
+    NB_MAX,
+    E: tl.constexpr,
+    BE: tl.constexpr,
+    BM: tl.constexpr,
+    BP: tl.constexpr,
+):
     """slot_pair must be pre-filled with P (the padding sentinel); block_expert gets E past the last block."""
     o_p = tl.arange(0, BP)
     counts = tl.zeros([BE], dtype=tl.int32)
@@ -74,10 +91,23 @@ def moe_align_kernel(ids, P, slot_pair, block_expert, NB_MAX,
 
 
 @triton.jit
-def moe_gate_up_kernel(hidden, gate_up, slot_pair, block_expert, P, inter,
-                       H: tl.constexpr, I: tl.constexpr, E: tl.constexpr, TOP_K: tl.constexpr,
-                       BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, DOT: tl.constexpr,
-                       UPCAST: tl.constexpr):
+def moe_gate_up_kernel(
+    hidden,
+    gate_up,
+    slot_pair,
+    block_expert,
+    P,
+    inter,
+    H: tl.constexpr,
+    I: tl.constexpr,  # noqa: E741 (contract symbol I)
+    E: tl.constexpr,
+    TOP_K: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BK: tl.constexpr,
+    DOT: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
     i_m, i_n = tl.program_id(0), tl.program_id(1)
     e = tl.load(block_expert + i_m)
     if e < E:
@@ -93,7 +123,9 @@ def moe_gate_up_kernel(hidden, gate_up, slot_pair, block_expert, P, inter,
         for k0 in range(0, H, BK):
             o_k = k0 + tl.arange(0, BK)
             m_k = o_k < H
-            b_x = tl.load(hidden + tok[:, None] * H + o_k[None, :], mask=m_m[:, None] & m_k[None, :], other=0.0)
+            b_x = tl.load(
+                hidden + tok[:, None] * H + o_k[None, :], mask=m_m[:, None] & m_k[None, :], other=0.0
+            )
             m_w = m_n[:, None] & m_k[None, :]
             b_g = tl.load(p_w + o_k[None, :], mask=m_w, other=0.0)
             b_u = tl.load(p_w + I * H + o_k[None, :], mask=m_w, other=0.0)
@@ -102,15 +134,31 @@ def moe_gate_up_kernel(hidden, gate_up, slot_pair, block_expert, P, inter,
             acc_g = tl.dot(b_x, tl.trans(b_g), acc_g, input_precision=DOT)
             acc_u = tl.dot(b_x, tl.trans(b_u), acc_u, input_precision=DOT)
         b_h = acc_g * tl.sigmoid(acc_g) * acc_u  # SiLU(gate) * up
-        tl.store(inter + o_m.to(tl.int64)[:, None] * I + o_n[None, :], b_h.to(inter.dtype.element_ty),
-                 mask=m_n[None, :])
+        tl.store(
+            inter + o_m.to(tl.int64)[:, None] * I + o_n[None, :],
+            b_h.to(inter.dtype.element_ty),
+            mask=m_n[None, :],
+        )
 
 
 @triton.jit
-def moe_down_kernel(inter, down, slot_pair, block_expert, weights, P, y,
-                    H: tl.constexpr, I: tl.constexpr, E: tl.constexpr,
-                    BM: tl.constexpr, BN: tl.constexpr, BK: tl.constexpr, DOT: tl.constexpr,
-                    UPCAST: tl.constexpr):
+def moe_down_kernel(
+    inter,
+    down,
+    slot_pair,
+    block_expert,
+    weights,
+    P,
+    y,
+    H: tl.constexpr,
+    I: tl.constexpr,  # noqa: E741 (contract symbol I)
+    E: tl.constexpr,
+    BM: tl.constexpr,
+    BN: tl.constexpr,
+    BK: tl.constexpr,
+    DOT: tl.constexpr,
+    UPCAST: tl.constexpr,
+):
     i_m, i_n = tl.program_id(0), tl.program_id(1)
     e = tl.load(block_expert + i_m)
     if e < E:
@@ -130,8 +178,11 @@ def moe_down_kernel(inter, down, slot_pair, block_expert, weights, P, y,
                 b_a, b_w = b_a.to(tl.float32), b_w.to(tl.float32)
             acc = tl.dot(b_a, tl.trans(b_w), acc, input_precision=DOT)
         b_r = tl.load(weights + pair, mask=m_m, other=0.0)  # routing weight of each pair
-        tl.store(y + pair.to(tl.int64)[:, None] * H + o_n[None, :], acc * b_r[:, None],
-                 mask=m_m[:, None] & m_n[None, :])
+        tl.store(
+            y + pair.to(tl.int64)[:, None] * H + o_n[None, :],
+            acc * b_r[:, None],
+            mask=m_m[:, None] & m_n[None, :],
+        )
 
 
 @triton.jit

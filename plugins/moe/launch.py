@@ -31,8 +31,10 @@ def _check(hidden, router_logits, gate_up, down, top_k) -> None:
     N, H = hidden.shape
     E, I2, H2 = gate_up.shape
     if router_logits.shape != (N, E) or H2 != H or down.shape != (E, H, I2 // 2) or I2 % 2:
-        raise ValueError(f"MoE: bad shapes hidden{list(hidden.shape)} router_logits{list(router_logits.shape)} "
-                         f"gate_up{list(gate_up.shape)} down{list(down.shape)}")
+        raise ValueError(
+            f"MoE: bad shapes hidden{list(hidden.shape)} router_logits{list(router_logits.shape)} "
+            f"gate_up{list(gate_up.shape)} down{list(down.shape)}"
+        )
     if not 1 <= top_k <= E:
         raise ValueError(f"MoE: top_k={top_k} must be in [1, {E}]")
 
@@ -43,8 +45,16 @@ def moe_route(router_logits: torch.Tensor, top_k: int, norm_topk_prob: int = 1):
     ids = torch.empty(N, top_k, dtype=torch.int32, device=router_logits.device)
     w = torch.empty(N, top_k, dtype=torch.float32, device=router_logits.device)
     if N:
-        moe_route_kernel[(N,)](router_logits.contiguous(), ids, w, E=E, BE=triton.next_power_of_2(E),
-                               TOP_K=top_k, KP=triton.next_power_of_2(top_k), NORM=bool(norm_topk_prob))
+        moe_route_kernel[(N,)](
+            router_logits.contiguous(),
+            ids,
+            w,
+            E=E,
+            BE=triton.next_power_of_2(E),
+            TOP_K=top_k,
+            KP=triton.next_power_of_2(top_k),
+            NORM=bool(norm_topk_prob),
+        )
     return w, ids
 
 
@@ -54,8 +64,18 @@ def moe_align(ids: torch.Tensor, E: int, BM: int):
     nb_max = triton.cdiv(P, BM) + min(E, P)  # each expert hit adds at most one partly filled block
     slot_pair = torch.full((nb_max * BM,), P, dtype=torch.int32, device=ids.device)
     block_expert = torch.empty(nb_max, dtype=torch.int32, device=ids.device)
-    moe_align_kernel[(1,)](ids.reshape(-1), P, slot_pair, block_expert, nb_max,
-                           E=E, BE=triton.next_power_of_2(E + 1), BM=BM, BP=64, num_warps=4)
+    moe_align_kernel[(1,)](
+        ids.reshape(-1),
+        P,
+        slot_pair,
+        block_expert,
+        nb_max,
+        E=E,
+        BE=triton.next_power_of_2(E + 1),
+        BM=BM,
+        BP=64,
+        num_warps=4,
+    )
     return slot_pair, block_expert
 
 
@@ -72,7 +92,7 @@ def moe_fwd(
     """Returns output [N,H] in hidden's dtype, like naive_moe. `tiles` overrides moe_tiles (benchmarks)."""
     _check(hidden, router_logits, gate_up, down, top_k)
     N, H = hidden.shape
-    E, I = gate_up.shape[0], gate_up.shape[1] // 2
+    E, I = gate_up.shape[0], gate_up.shape[1] // 2  # noqa: E741 (contract symbol I)
     out = torch.empty_like(hidden)
     if N == 0:
         return out
@@ -90,18 +110,48 @@ def moe_fwd(
     nb = block_expert.numel()
     inter = torch.empty(nb * t["BM"], I, dtype=hidden.dtype, device=hidden.device)
     moe_gate_up_kernel[(nb, triton.cdiv(I, t["BN_GU"]))](
-        hidden, gate_up, slot_pair, block_expert, P, inter, H=H, I=I, E=E, TOP_K=top_k,
-        BM=t["BM"], BN=t["BN_GU"], BK=t["BK"], DOT=dot, UPCAST=upcast, num_warps=4)
+        hidden,
+        gate_up,
+        slot_pair,
+        block_expert,
+        P,
+        inter,
+        H=H,
+        I=I,
+        E=E,
+        TOP_K=top_k,
+        BM=t["BM"],
+        BN=t["BN_GU"],
+        BK=t["BK"],
+        DOT=dot,
+        UPCAST=upcast,
+        num_warps=4,
+    )
     y = torch.empty(P, H, dtype=torch.float32, device=hidden.device)
     moe_down_kernel[(nb, triton.cdiv(H, t["BN_DOWN"]))](
-        inter, down, slot_pair, block_expert, w, P, y, H=H, I=I, E=E,
-        BM=t["BM"], BN=t["BN_DOWN"], BK=t["BK"], DOT=dot, UPCAST=upcast, num_warps=4)
+        inter,
+        down,
+        slot_pair,
+        block_expert,
+        w,
+        P,
+        y,
+        H=H,
+        I=I,
+        E=E,
+        BM=t["BM"],
+        BN=t["BN_DOWN"],
+        BK=t["BK"],
+        DOT=dot,
+        UPCAST=upcast,
+        num_warps=4,
+    )
     BH = min(1024, triton.next_power_of_2(H))
     moe_combine_kernel[(N, triton.cdiv(H, BH))](y, out, H=H, TOP_K=top_k, BH=BH)
     return out
 
 
-def moe_aot_specs(dtype: str, H: int, I: int, E: int, top_k: int, norm_topk_prob: int, decode: bool):
+def moe_aot_specs(dtype: str, H: int, I: int, E: int, top_k: int, norm_topk_prob: int, decode: bool):  # noqa: E741 (contract symbol I)
     """KernelSpecs of the five MoE kernels, in launch order (a multi-kernel op: see docs/kernels.md)."""
     from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
 
@@ -110,18 +160,35 @@ def moe_aot_specs(dtype: str, H: int, I: int, E: int, top_k: int, norm_topk_prob
     dot = "ieee" if dtype == "float32" else "tf32"
     gemm = dict(H=H, I=I, E=E, BM=tl_["BM"], BK=tl_["BK"], DOT=dot, UPCAST=False)
     return [
-        KernelSpec(moe_route_kernel, dict(logits=t, ids="*i32", weights="*fp32"),
-                   dict(E=E, BE=triton.next_power_of_2(E), TOP_K=top_k, KP=triton.next_power_of_2(top_k),
-                        NORM=bool(norm_topk_prob))),
-        KernelSpec(moe_align_kernel, dict(ids="*i32", P="i32", slot_pair="*i32", block_expert="*i32",
-                                          NB_MAX="i32"),
-                   dict(E=E, BE=triton.next_power_of_2(E + 1), BM=tl_["BM"], BP=64)),
-        KernelSpec(moe_gate_up_kernel, dict(hidden=t, gate_up=t, slot_pair="*i32", block_expert="*i32",
-                                            P="i32", inter=t),
-                   dict(gemm, TOP_K=top_k, BN=tl_["BN_GU"])),
-        KernelSpec(moe_down_kernel, dict(inter=t, down=t, slot_pair="*i32", block_expert="*i32",
-                                         weights="*fp32", P="i32", y="*fp32"),
-                   dict(gemm, BN=tl_["BN_DOWN"])),
-        KernelSpec(moe_combine_kernel, dict(y="*fp32", out=t),
-                   dict(H=H, TOP_K=top_k, BH=min(1024, triton.next_power_of_2(H)))),
+        KernelSpec(
+            moe_route_kernel,
+            dict(logits=t, ids="*i32", weights="*fp32"),
+            dict(
+                E=E,
+                BE=triton.next_power_of_2(E),
+                TOP_K=top_k,
+                KP=triton.next_power_of_2(top_k),
+                NORM=bool(norm_topk_prob),
+            ),
+        ),
+        KernelSpec(
+            moe_align_kernel,
+            dict(ids="*i32", P="i32", slot_pair="*i32", block_expert="*i32", NB_MAX="i32"),
+            dict(E=E, BE=triton.next_power_of_2(E + 1), BM=tl_["BM"], BP=64),
+        ),
+        KernelSpec(
+            moe_gate_up_kernel,
+            dict(hidden=t, gate_up=t, slot_pair="*i32", block_expert="*i32", P="i32", inter=t),
+            dict(gemm, TOP_K=top_k, BN=tl_["BN_GU"]),
+        ),
+        KernelSpec(
+            moe_down_kernel,
+            dict(inter=t, down=t, slot_pair="*i32", block_expert="*i32", weights="*fp32", P="i32", y="*fp32"),
+            dict(gemm, BN=tl_["BN_DOWN"]),
+        ),
+        KernelSpec(
+            moe_combine_kernel,
+            dict(y="*fp32", out=t),
+            dict(H=H, TOP_K=top_k, BH=min(1024, triton.next_power_of_2(H))),
+        ),
     ]

@@ -22,10 +22,17 @@ trt, trtp = import_trt_plugin()
 
 
 @trtp.register("deploykit::MoE")
-def moe_desc(hidden: trtp.TensorDesc, router_logits: trtp.TensorDesc, gate_up: trtp.TensorDesc,
-             down: trtp.TensorDesc, top_k: int, norm_topk_prob: int) -> trtp.TensorDesc:
-    return contract_descriptors(MOE, [hidden, router_logits, gate_up, down], hidden.dtype, trt.float32,
-                                trtp.from_shape_expr)[0]
+def moe_desc(
+    hidden: trtp.TensorDesc,
+    router_logits: trtp.TensorDesc,
+    gate_up: trtp.TensorDesc,
+    down: trtp.TensorDesc,
+    top_k: int,
+    norm_topk_prob: int,
+) -> trtp.TensorDesc:
+    return contract_descriptors(
+        MOE, [hidden, router_logits, gate_up, down], hidden.dtype, trt.float32, trtp.from_shape_expr
+    )[0]
 
 
 def _as_torch(t: trtp.Tensor):
@@ -35,17 +42,32 @@ def _as_torch(t: trtp.Tensor):
 
     if t.dtype != trt.DataType.BF16:
         return torch.as_tensor(t, device="cuda")
-    cai = {"shape": tuple(t.shape), "typestr": "<i2", "data": (t.data_ptr, False), "version": 3,
-           "strides": tuple(2 * s for s in t.strides)}
-    return torch.as_tensor(type("I16View", (), {"__cuda_array_interface__": cai})(), device="cuda").view(torch.bfloat16)
+    cai = {
+        "shape": tuple(t.shape),
+        "typestr": "<i2",
+        "data": (t.data_ptr, False),
+        "version": 3,
+        "strides": tuple(2 * s for s in t.strides),
+    }
+    return torch.as_tensor(type("I16View", (), {"__cuda_array_interface__": cai})(), device="cuda").view(
+        torch.bfloat16
+    )
 
 
 @trtp.impl("deploykit::MoE")
-def moe_impl(hidden: trtp.Tensor, router_logits: trtp.Tensor, gate_up: trtp.Tensor, down: trtp.Tensor,
-             top_k: int, norm_topk_prob: int, outputs: Tuple[trtp.Tensor], stream: int) -> None:
+def moe_impl(
+    hidden: trtp.Tensor,
+    router_logits: trtp.Tensor,
+    gate_up: trtp.Tensor,
+    down: trtp.Tensor,
+    top_k: int,
+    norm_topk_prob: int,
+    outputs: Tuple[trtp.Tensor],
+    stream: int,
+) -> None:
     import torch
 
-    as_t = lambda t: torch.as_tensor(t, device="cuda")
     with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
-        as_t(outputs[0]).copy_(moe_fwd(as_t(hidden), as_t(router_logits), as_t(gate_up), as_t(down),
-                                       top_k, norm_topk_prob))
+        out = moe_fwd(_as_torch(hidden), _as_torch(router_logits), _as_torch(gate_up), _as_torch(down),
+                      top_k, norm_topk_prob)
+        _as_torch(outputs[0]).copy_(out)

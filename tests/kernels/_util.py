@@ -2,8 +2,8 @@
 
 import torch
 
-BF16_ULP = 2.0 ** -7  # spacing of bf16 numbers relative to their magnitude (8 significant bits)
-FP16_ULP = 2.0 ** -10  # fp16: 11 significant bits
+BF16_ULP = 2.0**-7  # spacing of bf16 numbers relative to their magnitude (8 significant bits)
+FP16_ULP = 2.0**-10  # fp16: 11 significant bits
 
 
 def rel_err(got: torch.Tensor, ref: torch.Tensor) -> float:
@@ -18,4 +18,6 @@ def assert_within_rounding(got: torch.Tensor, ref: torch.Tensor, ulps: float = 1
     err = (got.float() - ref.float()).abs()
     bound = ulps * ulp * ref.float().abs() + floor
     worst = (err / bound).max().item()
-    assert worst <= 1.0, f"error {worst:.2f}x the {ulps}-ulp bound ({ref.dtype}); max abs err {err.max().item():.3g}"
+    assert worst <= 1.0, (
+        f"error {worst:.2f}x the {ulps}-ulp bound ({ref.dtype}); max abs err {err.max().item():.3g}"
+    )

@@ -16,16 +16,32 @@ def test_every_kernel_compiles_to_ptx_for_each_arch(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # silences triton 3.9's default-change warning
     env["TRITON_CACHE_DIR"] = str(tmp_path / "cache")
-    procs = [subprocess.Popen([sys.executable, "-m", "deploykit.plugins.aot", str(tmp_path / "ptx"), str(arch)],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for arch in AOT_ARCHS]  # one process per arch: compiles are single-threaded
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "deploykit.plugins.aot", str(tmp_path / "ptx"), str(arch)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for arch in AOT_ARCHS
+    ]  # one process per arch: compiles are single-threaded
     rows = []
     for proc in procs:
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
         rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     names = {r["name"] for r in rows}
-    assert {"gdn_decode", "gdn_chunk", "gdn_chunk_blocked", "gdn_split_prep", "gdn_split_scan", "conv_decode", "moe_moe_gate_up_kernel", "moe_moe_down_kernel"} <= names
+    assert {
+        "gdn_decode",
+        "gdn_chunk",
+        "gdn_chunk_blocked",
+        "gdn_split_prep",
+        "gdn_split_scan",
+        "conv_decode",
+        "moe_moe_gate_up_kernel",
+        "moe_moe_down_kernel",
+    } <= names
     assert len(rows) == len(names) * len(AOT_ARCHS)
     for r in rows:
         ptx = Path(r["ptx"]).read_text()

@@ -15,7 +15,11 @@ from ._util import rel_err
 def test_custom_ops_run_the_triton_backend(monkeypatch):
     import deploykit.ops.torch_ops  # noqa: F401  registers torch.ops.deploykit.*
 
-    for op in ("gated_delta_rule", "causal_conv1d", "moe"):  # registered into copies: other tests see no 'triton'
+    for op in (
+        "gated_delta_rule",
+        "causal_conv1d",
+        "moe",
+    ):  # registered into copies: other tests see no 'triton'
         monkeypatch.setitem(registry._BACKENDS, op, dict(registry._BACKENDS[op]))
     register_triton_backends()
     gen = torch.Generator().manual_seed(0)
@@ -25,8 +29,11 @@ def test_custom_ops_run_the_triton_backend(monkeypatch):
     x, st, w = r(1, 8, 3), r(1, 8, 3), r(8, 4)
     hid, logits, gu, dn = r(2, 16), r(2, 4), r(4, 16, 16) * 0.25, r(4, 16, 8) * 0.25
     assert not registry.select("moe", hid, logits, gu, dn).name == TRITON_BACKEND  # CPU tensors: not picked
-    with registry.use("gated_delta_rule", TRITON_BACKEND), registry.use("causal_conv1d", TRITON_BACKEND), \
-            registry.use("moe", TRITON_BACKEND):
+    with (
+        registry.use("gated_delta_rule", TRITON_BACKEND),
+        registry.use("causal_conv1d", TRITON_BACKEND),
+        registry.use("moe", TRITON_BACKEND),
+    ):
         o, h = torch.ops.deploykit.gated_delta_rule(q, k, v, g, beta, h0, 0.25, 1, "1")
         co, cs = torch.ops.deploykit.causal_conv1d(x, st, w, "silu", "1")
         mo = torch.ops.deploykit.moe(hid, logits, gu, dn, 2, 1, "1")

@@ -9,11 +9,17 @@ from deploykit.ops.causal_conv1d import naive_causal_conv1d
 from ._util import assert_within_rounding, rel_err
 
 
-@pytest.mark.parametrize("B,C,T,KW", [(2, 40, 1, 4), (1, 300, 2, 4), (2, 24, 70, 4), (1, 16, 5, 3), (1, 8, 1, 2)])
+@pytest.mark.parametrize(
+    "B,C,T,KW", [(2, 40, 1, 4), (1, 300, 2, 4), (2, 24, 70, 4), (1, 16, 5, 3), (1, 8, 1, 2)]
+)
 @pytest.mark.parametrize("activation", ["silu", "none"])
 def test_fp32_matches_naive(B, C, T, KW, activation):
     gen = torch.Generator().manual_seed(T * 7 + KW)
-    x, st, w = torch.randn(B, C, T, generator=gen), torch.randn(B, C, KW - 1, generator=gen), torch.randn(C, KW, generator=gen)
+    x, st, w = (
+        torch.randn(B, C, T, generator=gen),
+        torch.randn(B, C, KW - 1, generator=gen),
+        torch.randn(C, KW, generator=gen),
+    )
     o, s = causal_conv1d_fwd(x, st, w, activation)
     ro, rs = naive_causal_conv1d(x, st, w, activation)
     assert rel_err(o, ro) <= 1e-6
@@ -28,7 +34,7 @@ def test_bf16_decode_chain_matches_one_pass():
     ro, rs = naive_causal_conv1d(x, st, w, "silu")
     outs, s = [], st
     for t in range(3):
-        o, s = causal_conv1d_fwd(x[..., t:t + 1], s, w, "silu")
+        o, s = causal_conv1d_fwd(x[..., t : t + 1], s, w, "silu")
         outs.append(o)
     assert torch.equal(s, rs)
     assert_within_rounding(torch.cat(outs, -1), ro)

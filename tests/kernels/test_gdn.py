@@ -13,7 +13,10 @@ from ._util import assert_within_rounding, rel_err
 
 def make(B, T, HK, HV, K, V, dtype, seed=0, zero_state=False):
     gen = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=gen)
+
+    def r(*shape):
+        return torch.randn(*shape, generator=gen)
+
     q, k, v = r(B, T, HK, K).to(dtype), r(B, T, HK, K).to(dtype), r(B, T, HV, V).to(dtype)
     g = -torch.rand(B, T, HV, generator=gen) * 0.3  # log decay <= 0
     beta = torch.rand(B, T, HV, generator=gen).to(dtype)
@@ -40,8 +43,8 @@ CASES = [  # (B, T, HK, HV, K, V, mode): GQA everywhere but one; T=1 decode; T n
 def test_fp32_matches_naive(B, T, HK, HV, K, V, mode):
     args = make(B, T, HK, HV, K, V, torch.float32)
     solve = "blocked" if mode == "blocked" else "rows"
-    o, h = gated_delta_rule_fwd(*args, K ** -0.5, 1, mode="chunk" if mode == "blocked" else mode, solve=solve)
-    ro, rh = naive_gated_delta_rule(*args, K ** -0.5, 1)
+    o, h = gated_delta_rule_fwd(*args, K**-0.5, 1, mode="chunk" if mode == "blocked" else mode, solve=solve)
+    ro, rh = naive_gated_delta_rule(*args, K**-0.5, 1)
     assert rel_err(h, rh) <= 1e-5 and h.dtype == torch.float32
     assert rel_err(o, ro) <= 1e-5 and o.shape == ro.shape
 
@@ -83,9 +86,23 @@ def test_prefill_split_in_two_then_decode():
     q, k, v, g, beta, h0 = make(2, 78, 1, 2, 16, 16, torch.float32, seed=3)
     ro, rh = naive_gated_delta_rule(q, k, v, g, beta, h0, 0.25, 1)
     parts, h = [], h0
-    for lo, hi, mode, solve in ((0, 37, "chunk", "rows"), (37, 77, "split", "blocked"), (77, 78, "recurrent", "")):
-        o, h = gated_delta_rule_fwd(q[:, lo:hi], k[:, lo:hi], v[:, lo:hi], g[:, lo:hi], beta[:, lo:hi], h,
-                                    0.25, 1, mode=mode, solve=solve)
+    for lo, hi, mode, solve in (
+        (0, 37, "chunk", "rows"),
+        (37, 77, "split", "blocked"),
+        (77, 78, "recurrent", ""),
+    ):
+        o, h = gated_delta_rule_fwd(
+            q[:, lo:hi],
+            k[:, lo:hi],
+            v[:, lo:hi],
+            g[:, lo:hi],
+            beta[:, lo:hi],
+            h,
+            0.25,
+            1,
+            mode=mode,
+            solve=solve,
+        )
         parts.append(o)
     assert rel_err(h, rh) <= 1e-5
     assert rel_err(torch.cat(parts, dim=1), ro) <= 1e-5

@@ -9,11 +9,18 @@ from deploykit.ops.moe import naive_moe, route
 from ._util import BF16_ULP, FP16_ULP, rel_err
 
 
-def make(N, H, E, I, dtype, seed=0):
+def make(N, H, E, I, dtype, seed=0):  # noqa: E741 (contract symbol I)
     gen = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=gen)
-    return (r(N, H).to(dtype), r(N, E).to(dtype), (r(E, 2 * I, H) * H ** -0.5).to(dtype),
-            (r(E, H, I) * I ** -0.5).to(dtype))
+
+    def r(*shape):
+        return torch.randn(*shape, generator=gen)
+
+    return (
+        r(N, H).to(dtype),
+        r(N, E).to(dtype),
+        (r(E, 2 * I, H) * H**-0.5).to(dtype),
+        (r(E, H, I) * I**-0.5).to(dtype),
+    )
 
 
 @pytest.mark.parametrize("N,E,k,norm", [(1, 8, 2, 1), (7, 24, 10, 1), (5, 16, 4, 0)])
@@ -32,7 +39,7 @@ def test_align_groups_pairs_by_expert_in_order():
     slot_pair, block_expert = moe_align(ids, E, BM)
     flat = ids.reshape(-1)
     for b, e in enumerate(block_expert.tolist()):
-        rows = slot_pair[b * BM:(b + 1) * BM]
+        rows = slot_pair[b * BM : (b + 1) * BM]
         real = rows[rows < P]
         if e == E:  # past the last used block: nothing but padding
             assert real.numel() == 0
@@ -42,13 +49,24 @@ def test_align_groups_pairs_by_expert_in_order():
     assert got == torch.argsort(flat, stable=True).tolist()
 
 
-@pytest.mark.parametrize("N,H,E,I,k,norm,tiles", [
-    (1, 32, 8, 16, 2, 1, None),  # decode: one token
-    (6, 64, 24, 32, 10, 1, None),  # top-10, E not a power of two
-    (40, 32, 4, 16, 2, 0, dict(BM=16, BN_GU=16, BN_DOWN=16, BK=16)),  # several row blocks per expert, K loop
-    (40, 32, 4, 16, 2, 1, None),  # 80 pairs > 2E: the launcher's prefill tiles (BM=64)
-])
-def test_fp32_matches_naive(N, H, E, I, k, norm, tiles):
+@pytest.mark.parametrize(
+    "N,H,E,I,k,norm,tiles",
+    [
+        (1, 32, 8, 16, 2, 1, None),  # decode: one token
+        (6, 64, 24, 32, 10, 1, None),  # top-10, E not a power of two
+        (
+            40,
+            32,
+            4,
+            16,
+            2,
+            0,
+            dict(BM=16, BN_GU=16, BN_DOWN=16, BK=16),
+        ),  # several row blocks per expert, K loop
+        (40, 32, 4, 16, 2, 1, None),  # 80 pairs > 2E: the launcher's prefill tiles (BM=64)
+    ],
+)
+def test_fp32_matches_naive(N, H, E, I, k, norm, tiles):  # noqa: E741 (contract symbol I)
     args = make(N, H, E, I, torch.float32, seed=N)
     out = moe_fwd(*args, k, norm, tiles=tiles)
     ref = naive_moe(*args, k, norm)
