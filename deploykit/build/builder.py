@@ -147,15 +147,16 @@ def _build_hint(backend: Backend, options: BuildOptions, error: str) -> str:
     return "see the TensorRT log with DEPLOYKIT_DEBUG=1"
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
+def _write_temp(path: Path, data) -> Path:
+    """Writes `data` (bytes or a buffer such as TensorRT's IHostMemory, not copied) beside `path`; returns the temp."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+            f.write(memoryview(data))
     except BaseException:
         os.unlink(tmp)
         raise
+    return Path(tmp)
 
 
 def default_engine_path(onnx_path: Path, targets: list[str], plugins: bool) -> Path:
@@ -185,16 +186,23 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
                              _build_hint(backend, options, errors[-1]))
     engine_path = Path(engine_path) if engine_path else default_engine_path(onnx_path, targets, options.plugins)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(engine_path, bytes(engine))
-    used = {op for _, op in parsed.deploykit_nodes} if parsed.report.plugin_layers() else set()
-    manifest = EngineManifest(
-        deploykit_version=__version__, tensorrt_flavour=backend.name, tensorrt_version=backend.version,
-        targets=targets, onnx=file_stamp(onnx_path, engine_path.parent),
-        engine=file_stamp(engine_path, engine_path.parent),
-        plugins=[p for p in registration.plugin_stamps() if p.name in used],
-        plugin_layers=len(parsed.report.plugin_layers()), layer_types=parsed.report.layer_types(),
-        inputs=parsed.report.inputs, outputs=parsed.report.outputs, profiles=profile_stamps,
-        build_seconds=round(time.perf_counter() - start, 3),
-    )
-    _write_atomic(manifest_path(engine_path), manifest.model_dump_json(indent=2).encode())
+    tmp_engine = _write_temp(engine_path, engine)
+    del engine  # the engine can be several GiB: free it before hashing
+    try:
+        used = {op for _, op in parsed.deploykit_nodes} if parsed.report.plugin_layers() else set()
+        manifest = EngineManifest(
+            deploykit_version=__version__, tensorrt_flavour=backend.name, tensorrt_version=backend.version,
+            targets=targets, onnx=file_stamp(onnx_path, engine_path.parent),
+            engine=file_stamp(tmp_engine, engine_path.parent, name=engine_path.name),
+            plugins=[p for p in registration.plugin_stamps() if p.name in used],
+            plugin_layers=len(parsed.report.plugin_layers()), layer_types=parsed.report.layer_types(),
+            inputs=parsed.report.inputs, outputs=parsed.report.outputs, profiles=profile_stamps,
+            build_seconds=round(time.perf_counter() - start, 3),
+        )
+        tmp_manifest = _write_temp(engine_path, manifest.model_dump_json(indent=2).encode())
+    except BaseException:
+        tmp_engine.unlink()
+        raise
+    os.replace(tmp_engine, engine_path)  # engine first: a manifest never describes a missing engine
+    os.replace(tmp_manifest, manifest_path(engine_path))
     return BuildResult(engine_path, manifest_path(engine_path), manifest, parsed)

@@ -50,16 +50,18 @@ class EngineManifest(BaseModel):
     build_seconds: float
 
 
-def file_stamp(path: Path, relative_to: Path) -> FileStamp:
+def file_stamp(path: Path, relative_to: Path, name: str | None = None) -> FileStamp:
+    """Hash and size of `path`, named relative to the manifest's folder (or `name`: the file's final name)."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    try:
-        name = str(path.resolve().relative_to(relative_to.resolve()))
-    except ValueError:
-        name = str(path.resolve())
-    return FileStamp(file=name, sha256=h.hexdigest(), bytes=path.stat().st_size)
+    if name is None:
+        try:
+            name = str(Path(path).resolve().relative_to(relative_to.resolve()))
+        except ValueError:
+            name = str(Path(path).resolve())
+    return FileStamp(file=name, sha256=h.hexdigest(), bytes=Path(path).stat().st_size)
 
 
 def manifest_path(engine_path: Path) -> Path:
