@@ -10,22 +10,22 @@ pytest.importorskip("onnxscript")
 
 @pytest.fixture(scope="session")
 def exported(tiny_checkpoint, tmp_path_factory):
-    """Factory: exported(kind, decompose) -> export directory of the tiny 'dense' / 'moe' checkpoint."""
+    """Factory: exported(kind, decompose, dtype) -> export directory of the tiny 'dense' / 'moe' checkpoint."""
     from deploykit.export import export_onnx
 
     cache = {}
     root = tmp_path_factory.mktemp("exports")
 
-    def get(kind: str, decompose: bool = False):
-        key = (kind, decompose)
+    def get(kind: str, decompose: bool = False, dtype: str = "fp32"):
+        key = (kind, decompose, dtype)
         if key not in cache:
-            out = root / f"{kind}{'_std' if decompose else ''}"
+            out = root / f"{kind}{'_std' if decompose else ''}_{dtype}"
             if decompose and kind == "dense":  # one export goes through the CLI
                 from deploykit.cli import main
 
                 assert main(["export", str(tiny_checkpoint(kind)), "-o", str(out), "--decompose", "-q"]) == 0
             else:
-                export_onnx(tiny_checkpoint(kind), out, decompose=decompose, progress=False)
+                export_onnx(tiny_checkpoint(kind), out, decompose=decompose, dtype=dtype, progress=False)
             cache[key] = out
         return cache[key]
 

@@ -119,3 +119,20 @@ def test_in_memory_model_export_matches_eager(tiny_checkpoint, tmp_path):
         got = ort_model.step(chunk.numpy())
         assert np.abs(got - ref.numpy()).max() <= FP32_REL * np.abs(ref.numpy()).max()
         past += t
+
+
+def test_fp16_export_within_fp16_thresholds(exported):
+    """fp16 weights/activations (fp32 recurrent state) vs fp32 transformers: inside the documented fp16 bounds."""
+    from deploykit.validate import validate_export
+    from deploykit.validate.thresholds import THRESHOLDS
+
+    out = exported("moe", dtype="fp16")
+    model = _load(out)
+    recurrent = next(i for i in model.graph.input if i.name == "past.0.recurrent")
+    assert recurrent.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    assert next(o for o in model.graph.output if o.name == "logits").type.tensor_type.elem_type == \
+        onnx.TensorProto.FLOAT16
+    report = validate_export(out, prompts=2, decode_steps=4)
+    assert report.dtype == "float16" and report.thresholds == THRESHOLDS["float16"]
+    assert report.passed, report.failures
+    assert 0 < report.worst_rel_err <= THRESHOLDS["float16"].max_rel_err
