@@ -79,3 +79,11 @@ def test_random_weights_layers_export_validates_against_deploykit(tiny_checkpoin
         "past.0.conv", "past.0.recurrent", "past.1.key", "past.1.value", "past.2.conv", "past.2.recurrent"]
     assert main(["validate", str(out), "--reference", "deploykit", "--decode-steps", "3"]) == 0
     assert main(["validate", str(out)]) == 2  # transformers has no such weights: a clear one-line error
+
+
+def test_validate_against_deploykit_reference_from_checkpoint(exported):
+    """--reference deploykit loads the checkpoint with deploykit's own loader and model."""
+    from deploykit.validate import validate_export
+
+    report = validate_export(exported("moe"), reference="deploykit", prompts=2, decode_steps=2)
+    assert report.reference == "deploykit" and report.passed, report.failures
