@@ -125,18 +125,26 @@ def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """python -m deploykit.plugins.aot OUT_DIR [ARCH ...]: writes <name>.sm<arch>.ptx, prints a JSON summary.
-    Runs without a GPU; needs TRITON_INTERPRET unset (the interpreter replaces kernels by Python functions)."""
+    """python -m deploykit.plugins.aot OUT_DIR [ARCH ...] [--skip NAME,...]: writes <name>.sm<arch>.ptx and
+    prints a JSON summary line per kernel. Runs without a GPU; needs TRITON_INTERPRET unset (the interpreter
+    replaces kernels by Python functions)."""
     import json
     import os
     import sys
     import tempfile
 
-    args = sys.argv[1:] if argv is None else argv
+    args = list(sys.argv[1:] if argv is None else argv)
+    skip: set[str] = set()
+    if "--skip" in args:
+        i = args.index("--skip")
+        skip = set(args[i + 1].split(","))
+        del args[i : i + 2]
     out_dir, archs = args[0], [int(a) for a in args[1:]] or list(AOT_ARCHS)
     os.makedirs(out_dir, exist_ok=True)
     for arch in archs:
         for name, spec in qwen35_specs().items():
+            if name in skip:
+                continue
             k = compile_ptx(spec, arch)
             path = os.path.join(out_dir, f"{name}.sm{arch}.ptx")
             with tempfile.NamedTemporaryFile("w", dir=out_dir, delete=False) as f:  # no partial files
