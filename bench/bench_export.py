@@ -1,4 +1,4 @@
-"""Peak RSS and time of `deploykit export --random-weights` at real model dimensions (streaming-weights target).
+"""Peak RSS and time of `deploykit export` at real model dimensions (the streaming-weights target).
 
 Targets (issue 4): Qwen3.5-2B dims, all 24 layers, peak RSS < 2 GiB on a 2-core machine; 35B-A3B dims with
 --layers 4 no higher. Each export runs in a fresh child process (`python -m deploykit export ...`), and its
@@ -56,7 +56,8 @@ def write_checkpoint(out: Path, alias: str = "qwen3.5-2b") -> Path:
 
     for name, p in model.named_parameters():  # tied lm_head is not a separate parameter
         shard["model.language_model." + name if name != "lm_head.weight" else name] = random_tensor(
-            name, p.shape, torch.bfloat16, 0)
+            name, p.shape, torch.bfloat16, 0
+        )
         size += p.numel() * 2
         if size >= SHARD_BYTES:
             flush()
@@ -65,6 +66,8 @@ def write_checkpoint(out: Path, alias: str = "qwen3.5-2b") -> Path:
         flush()
     (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": index}))
     return out
+
+
 RSS_LIMIT_GIB = 2.0  # the issue's bound for the 2B export
 
 
@@ -79,16 +82,24 @@ def run_case(name: str, dtype: str, out: Path, checkpoint: Path | None = None) -
     code = os.waitstatus_to_exitcode(status)
     data = out / "model.onnx.data"
     return {
-        "case": name, "cmd": " ".join(cmd[1:]), "exit": code, "seconds": seconds,
+        "case": name,
+        "cmd": " ".join(cmd[1:]),
+        "exit": code,
+        "seconds": seconds,
         "peak_rss_gib": usage.ru_maxrss / 2**20,  # Linux reports KiB
-        "data_gib": data.stat().st_size / 2**30 if data.exists() else 0.0, "log": log.strip().splitlines()[-3:],
+        "data_gib": data.stat().st_size / 2**30 if data.exists() else 0.0,
+        "log": log.strip().splitlines()[-3:],
     }
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--case", choices=[*CASES, "all"], default="all",
-                    help="all = the two random-weights cases; 2b-checkpoint writes a 3.5 GiB checkpoint first")
+    ap.add_argument(
+        "--case",
+        choices=[*CASES, "all"],
+        default="all",
+        help="all = the two random-weights cases; 2b-checkpoint writes a 3.5 GiB checkpoint first",
+    )
     ap.add_argument("--dtype", default="bf16")
     ap.add_argument("--keep", type=Path, help="keep the exports under this directory")
     ap.add_argument("--write-checkpoint", type=Path, help=argparse.SUPPRESS)
@@ -111,18 +122,27 @@ def main() -> int:
             if ckpt:
                 shutil.rmtree(ckpt, ignore_errors=True)
             rows.append(row)
-            print(f"{name}: exit {row['exit']}, {row['seconds']:.0f} s, peak RSS {row['peak_rss_gib']:.2f} GiB, "
-                  f"data {row['data_gib']:.2f} GiB", flush=True)
+            print(
+                f"{name}: exit {row['exit']}, {row['seconds']:.0f} s, "
+                f"peak RSS {row['peak_rss_gib']:.2f} GiB, "
+                f"data {row['data_gib']:.2f} GiB",
+                flush=True,
+            )
             if row["exit"]:
                 print("\n".join(row["log"]))
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"\n{time.strftime('%Y-%m-%d')}, {platform.node()}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print(
+        f"\n{time.strftime('%Y-%m-%d')}, {platform.node()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}"
+    )
     print("| case | command | time (s) | peak RSS (GiB) | model.onnx.data (GiB) |\n|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['case']} | `deploykit {r['cmd'].split(' deploykit ', 1)[-1]}` | {r['seconds']:.0f} | "
-              f"{r['peak_rss_gib']:.2f} | {r['data_gib']:.2f} |")
+        print(
+            f"| {r['case']} | `deploykit {r['cmd'].split(' deploykit ', 1)[-1]}` | {r['seconds']:.0f} | "
+            f"{r['peak_rss_gib']:.2f} | {r['data_gib']:.2f} |"
+        )
     ok = all(r["exit"] == 0 for r in rows) and all(r["peak_rss_gib"] < RSS_LIMIT_GIB for r in rows)
     return 0 if ok else 1
 

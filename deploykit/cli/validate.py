@@ -1,8 +1,9 @@
-"""`deploykit validate OUT/`: the export on ONNX Runtime vs the PyTorch reference; exit 1 when a threshold fails."""
+"""`deploykit validate OUT/`: the export on ONNX Runtime vs the PyTorch reference; exit 1 on failure."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -16,12 +17,16 @@ EXAMPLES = """Examples:
 def register(app: typer.Typer) -> None:
     @app.command("validate", epilog=EXAMPLES)
     def validate(
-        out: Path = typer.Argument(..., help="Export directory (with deploykit.json)."),
-        reference: str = typer.Option("hf", help="hf (transformers) or deploykit (our PyTorch model)."),
-        prompts: int = typer.Option(3, help="Sequences in the batch (export traced batch 2)."),
-        decode_steps: int = typer.Option(16, help="Greedy T=1 steps after prefill and a second chunk."),
-        report: Path | None = typer.Option(None, help="Write the JSON report here."),
-        seed: int = typer.Option(0, help="Seed of the random prompts."),
+        out: Annotated[Path, typer.Argument(help="Export directory (with deploykit.json).")],
+        reference: Annotated[
+            str, typer.Option(help="hf (transformers) or deploykit (our PyTorch model).")
+        ] = "hf",
+        prompts: Annotated[int, typer.Option(help="Sequences in the batch (export traced batch 2).")] = 3,
+        decode_steps: Annotated[
+            int, typer.Option(help="Greedy T=1 steps after prefill and a second chunk.")
+        ] = 16,
+        report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
+        seed: Annotated[int, typer.Option(help="Seed of the random prompts.")] = 0,
     ) -> None:
         """Compare the exported model on ONNX Runtime with the PyTorch reference, step by step."""
         from deploykit.validate import validate_export
@@ -29,17 +34,23 @@ def register(app: typer.Typer) -> None:
         r = validate_export(out, reference=reference, prompts=prompts, decode_steps=decode_steps, seed=seed)
         if report:
             report.write_text(r.model_dump_json(indent=2) + "\n")
-        typer.echo(f"{'step':>4} {'kind':<8} {'T':>3} {'past':>5} {'max abs':>10} {'max rel':>10} "
-                   f"{'cosine':>10} {'top-1':>6}")
+        typer.echo(
+            f"{'step':>4} {'kind':<8} {'T':>3} {'past':>5} {'max abs':>10} {'max rel':>10} "
+            f"{'cosine':>10} {'top-1':>6}"
+        )
         for s in r.steps:
-            typer.echo(f"{s.step:>4} {s.kind:<8} {s.tokens:>3} {s.past:>5} {s.max_abs_err:>10.3g} "
-                       f"{s.max_rel_err:>10.3g} {s.cosine:>10.7f} {s.top1_agreement:>6.3f}"
-                       + ("" if s.passed else "  FAIL"))
+            typer.echo(
+                f"{s.step:>4} {s.kind:<8} {s.tokens:>3} {s.past:>5} {s.max_abs_err:>10.3g} "
+                f"{s.max_rel_err:>10.3g} {s.cosine:>10.7f} {s.top1_agreement:>6.3f}"
+                + ("" if s.passed else "  FAIL")
+            )
         worst = max(r.final_states, key=lambda s: s.max_rel_err, default=None)
         if worst:
             typer.echo(f"final states: worst {worst.name} rel err {worst.max_rel_err:.3g}")
-        typer.echo(f"{'PASSED' if r.passed else 'FAILED'} ({r.dtype}, reference {r.reference}, "
-                   f"{', '.join(r.providers)}, ORT_ENABLE_BASIC)")
+        typer.echo(
+            f"{'PASSED' if r.passed else 'FAILED'} ({r.dtype}, reference {r.reference}, "
+            f"{', '.join(r.providers)}, ORT_ENABLE_BASIC)"
+        )
         for f in r.failures:
             typer.echo(f"  {f}", err=True)
         if not r.passed:  # SystemExit, not typer.Exit: main() runs click with standalone_mode=False

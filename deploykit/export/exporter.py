@@ -25,8 +25,14 @@ from deploykit.errors import DeployKitError
 from deploykit.export.manifest import MANIFEST_NAME, Manifest
 
 MODEL_FILE = "model.onnx"
-DTYPES = {"fp32": torch.float32, "float32": torch.float32, "fp16": torch.float16, "float16": torch.float16,
-          "bf16": torch.bfloat16, "bfloat16": torch.bfloat16}
+DTYPES = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
 
 
 @dataclass
@@ -67,8 +73,10 @@ def _prepare_out(out_dir: Path) -> Path:
     if out_dir.exists() and not out_dir.is_dir():
         raise DeployKitError(f"{out_dir} is a file", "give a directory for the export")
     if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / MANIFEST_NAME).exists():
-        raise DeployKitError(f"{out_dir} exists, is not empty and is not a deploykit export",
-                             "choose an empty or new output directory")
+        raise DeployKitError(
+            f"{out_dir} exists, is not empty and is not a deploykit export",
+            "choose an empty or new output directory",
+        )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     if tmp.exists():
@@ -88,9 +96,18 @@ def _commit(tmp: Path, out_dir: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export_onnx(model_or_checkpoint, out_dir: str | Path, *, dtype: str | torch.dtype = "float32",
-                layers: int | None = None, random_weights: bool = False, seed: int = 0, decompose: bool = False,
-                weights: str | Path | None = None, progress: bool = True) -> ExportResult:
+def export_onnx(
+    model_or_checkpoint,
+    out_dir: str | Path,
+    *,
+    dtype: str | torch.dtype = "float32",
+    layers: int | None = None,
+    random_weights: bool = False,
+    seed: int = 0,
+    decompose: bool = False,
+    weights: str | Path | None = None,
+    progress: bool = True,
+) -> ExportResult:
     """Exports MODEL (checkpoint dir, catalog alias, or an in-memory deploykit Qwen35) to out_dir.
 
     An in-memory model is traced with its real weights (no streaming; `layers`, `random_weights` and
@@ -107,8 +124,11 @@ def export_onnx(model_or_checkpoint, out_dir: str | Path, *, dtype: str | torch.
         model, cfg = model_or_checkpoint.eval(), model_or_checkpoint.config
         if next(model.parameters()).dtype != tdtype:
             model = model.to(tdtype)  # in place, like any nn.Module.to
-        source = ModelSource(label=f"<in-memory {type(model).__name__}>", config=cfg.model_dump(mode="json"),
-                             checkpoint_dir=None)
+        source = ModelSource(
+            label=f"<in-memory {type(model).__name__}>",
+            config=cfg.model_dump(mode="json"),
+            checkpoint_dir=None,
+        )
         readers, random_weights = None, False
     else:
         source = resolve_source(model_or_checkpoint, weights, random_weights)
@@ -121,12 +141,25 @@ def export_onnx(model_or_checkpoint, out_dir: str | Path, *, dtype: str | torch.
         optimize_without_weights(ir_model)
         count, nbytes = write_initializers(ir_model, tmp, readers, progress=progress)
         proto = finish_graph(ir_model, tmp / MODEL_FILE, decompose=decompose)
-        manifest = build_manifest(proto, source=source, dtype=tdtype, layers=len(cfg.layer_types),
-                                  random_weights=random_weights, seed=seed, decompose=decompose)
+        manifest = build_manifest(
+            proto,
+            source=source,
+            dtype=tdtype,
+            layers=len(cfg.layer_types),
+            random_weights=random_weights,
+            seed=seed,
+            decompose=decompose,
+        )
         manifest.write(tmp)
         _commit(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return ExportResult(out_dir=out_dir, model_path=out_dir / MODEL_FILE, manifest=manifest,
-                        tensors_written=count, bytes_written=nbytes, seconds=time.time() - start)
+    return ExportResult(
+        out_dir=out_dir,
+        model_path=out_dir / MODEL_FILE,
+        manifest=manifest,
+        tensors_written=count,
+        bytes_written=nbytes,
+        seconds=time.time() - start,
+    )

@@ -56,8 +56,14 @@ def _function(spec: OpSpec, nodes: list, opset: int) -> onnx.FunctionProto:
     required = [a.name for a in onnx_attributes(spec) if a.default is None]
     defaults = [oh.make_attribute(a.name, a.default) for a in onnx_attributes(spec) if a.default is not None]
     fn = oh.make_function(
-        DOMAIN, spec.name, [t.name for t in spec.inputs], [t.name for t in spec.outputs], nodes,
-        opset_imports=[oh.make_opsetid("", opset)], attributes=required, attribute_protos=defaults,
+        DOMAIN,
+        spec.name,
+        [t.name for t in spec.inputs],
+        [t.name for t in spec.outputs],
+        nodes,
+        opset_imports=[oh.make_opsetid("", opset)],
+        attributes=required,
+        attribute_protos=defaults,
         doc_string=f"deploykit reference body of {spec.qualified_name} v{spec.version}: {spec.doc}",
     )
     return fn
@@ -79,7 +85,9 @@ def _expand_heads(n: _Nodes, x: str, v: str) -> str:
     hv = n.op("Shape", v, start=2, end=3)
     bt = n.op("Shape", x, end=2)
     r = n.op("Div", hv, hk)
-    x5 = n.op("Expand", n.op("Unsqueeze", x, n.const([3], TensorProto.INT64)), n.op("Concat", bth, r, d, axis=0))
+    x5 = n.op(
+        "Expand", n.op("Unsqueeze", x, n.const([3], TensorProto.INT64)), n.op("Concat", bth, r, d, axis=0)
+    )
     return n.op("Reshape", x5, n.op("Concat", bt, hv, d, axis=0))
 
 
@@ -93,7 +101,8 @@ def _gdr_step_graph() -> onnx.GraphProto:
     n.nodes.append(oh.make_node("MatMul", ["q_row_t", "S_out"], ["o_t"]))  # read after the write
     ins = ["S_in", "q_row_t", "k_row_t", "k_col_t", "v_t", "decay_t", "beta_t"]
     return oh.make_graph(
-        n.nodes, "gated_delta_rule_step",
+        n.nodes,
+        "gated_delta_rule_step",
         [oh.make_tensor_value_info(name, FLOAT, [None] * 4) for name in ins],  # all rank 4
         [oh.make_tensor_value_info(name, FLOAT, [None] * 4) for name in ("S_out", "o_t")],
     )
@@ -103,17 +112,29 @@ def gated_delta_rule_function(opset: int) -> onnx.FunctionProto:
     n = _Nodes("gdr_")
     q, k, v, beta = (n.op("Cast", name, to=FLOAT) for name in ("q", "k", "v", "beta"))
     flag = n.op("Cast", n.attr_const("use_qk_l2norm", onnx.AttributeProto.INT), to=FLOAT)
-    q = n.op("Mul", _l2norm(n, _expand_heads(n, q, v), flag), n.attr_const("scale", onnx.AttributeProto.FLOAT))
+    q = n.op(
+        "Mul", _l2norm(n, _expand_heads(n, q, v), flag), n.attr_const("scale", onnx.AttributeProto.FLOAT)
+    )
     k = _l2norm(n, _expand_heads(n, k, v), flag)
     ax3, ax4, ax34 = (n.const(a, TensorProto.INT64) for a in ([3], [4], [3, 4]))
     decay = n.op("Exp", n.op("Cast", "g", to=FLOAT))
     scan_inputs = [
-        n.op("Unsqueeze", q, ax3), n.op("Unsqueeze", k, ax3), n.op("Unsqueeze", k, ax4),  # [B,T,Hv,1,Dk], [..,Dk,1]
-        n.op("Unsqueeze", v, ax3), n.op("Unsqueeze", decay, ax34), n.op("Unsqueeze", beta, ax34),
+        n.op("Unsqueeze", q, ax3),
+        n.op("Unsqueeze", k, ax3),
+        n.op("Unsqueeze", k, ax4),  # [B,T,Hv,1,Dk], [..,Dk,1]
+        n.op("Unsqueeze", v, ax3),
+        n.op("Unsqueeze", decay, ax34),
+        n.op("Unsqueeze", beta, ax34),
     ]
     state, o = n.op(
-        "Scan", n.op("Cast", "initial_state", to=FLOAT), *scan_inputs, outputs=2,
-        body=_gdr_step_graph(), num_scan_inputs=6, scan_input_axes=[1] * 6, scan_output_axes=[1],
+        "Scan",
+        n.op("Cast", "initial_state", to=FLOAT),
+        *scan_inputs,
+        outputs=2,
+        body=_gdr_step_graph(),
+        num_scan_inputs=6,
+        scan_input_axes=[1] * 6,
+        scan_output_axes=[1],
     )
     n.nodes.append(oh.make_node("CastLike", [n.op("Squeeze", o, ax3), "v"], ["output"]))
     n.nodes.append(oh.make_node("Identity", [state], ["final_state"]))
@@ -122,7 +143,9 @@ def gated_delta_rule_function(opset: int) -> onnx.FunctionProto:
 
 def moe_function(opset: int) -> onnx.FunctionProto:
     n = _Nodes("moe_")
-    x, logits, gate_up, down = (n.op("Cast", name, to=FLOAT) for name in ("hidden", "router_logits", "gate_up", "down"))
+    x, logits, gate_up, down = (
+        n.op("Cast", name, to=FLOAT) for name in ("hidden", "router_logits", "gate_up", "down")
+    )
     p = n.op("Softmax", logits, axis=-1)
     k = n.op("Reshape", n.attr_const("top_k", onnx.AttributeProto.INT), n.const([1], TensorProto.INT64))
     w, idx = n.op("TopK", p, k, axis=-1, outputs=2)
@@ -130,8 +153,11 @@ def moe_function(opset: int) -> onnx.FunctionProto:
     total = n.op("ReduceSum", w, n.const([-1], TensorProto.INT64), keepdims=1)
     w = n.op("Div", w, n.op("Add", n.op("Mul", total, norm), n.op("Sub", n.const(1.0), norm)))
     dense = n.op("ScatterElements", n.op("Mul", p, n.const(0.0)), idx, w, axis=1)  # [N,E], top-k weights
-    h = n.op("MatMul", n.op("Unsqueeze", x, n.const([0], TensorProto.INT64)),
-             n.op("Transpose", gate_up, perm=[0, 2, 1]))  # [E,N,2I]
+    h = n.op(
+        "MatMul",
+        n.op("Unsqueeze", x, n.const([0], TensorProto.INT64)),
+        n.op("Transpose", gate_up, perm=[0, 2, 1]),
+    )  # [E,N,2I]
     gate, up = n.op("Split", h, axis=-1, num_outputs=2, outputs=2)
     act = n.op("Mul", n.op("Mul", gate, n.op("Sigmoid", gate)), up)  # SwiGLU [E,N,I]
     y = n.op("MatMul", act, n.op("Transpose", down, perm=[0, 2, 1]))  # [E,N,H]

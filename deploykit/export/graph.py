@@ -62,8 +62,15 @@ def _io(values) -> list[TensorIO]:
     for v in values:
         tt = v.type.tensor_type
         dims = [d.dim_param if d.dim_param else d.dim_value for d in tt.shape.dim]
-        out.append(TensorIO(name=v.name, dtype=onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
-                            if tt.elem_type != onnx.TensorProto.BFLOAT16 else "bfloat16", shape=dims))
+        out.append(
+            TensorIO(
+                name=v.name,
+                dtype=onnx.helper.tensor_dtype_to_np_dtype(tt.elem_type).name
+                if tt.elem_type != onnx.TensorProto.BFLOAT16
+                else "bfloat16",
+                shape=dims,
+            )
+        )
     return out
 
 
@@ -73,12 +80,18 @@ def _tool_versions() -> dict[str, str]:
     import torch
     import transformers
 
-    return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxscript": onnxscript.__version__,
-            "onnxruntime": onnxruntime.__version__, "transformers": transformers.__version__}
+    return {
+        "torch": torch.__version__,
+        "onnx": onnx.__version__,
+        "onnxscript": onnxscript.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "transformers": transformers.__version__,
+    }
 
 
-def build_manifest(proto: onnx.ModelProto, *, source, dtype, layers: int, random_weights: bool, seed: int,
-                   decompose: bool) -> Manifest:
+def build_manifest(
+    proto: onnx.ModelProto, *, source, dtype, layers: int, random_weights: bool, seed: int, decompose: bool
+) -> Manifest:
     from deploykit import __version__
 
     count, findings = check_readiness(proto)
@@ -87,22 +100,41 @@ def build_manifest(proto: onnx.ModelProto, *, source, dtype, layers: int, random
     for n in proto.graph.node:
         if n.domain == DOMAIN:
             nodes[n.op_type] = nodes.get(n.op_type, 0) + 1
-    ops = [OpVersion(name=s.name, domain=DOMAIN, version=s.version, plugin_version=s.plugin_version,
-                     nodes=nodes.get(s.name, 0)) for s in ONNX_OPS.values()]
+    ops = [
+        OpVersion(
+            name=s.name,
+            domain=DOMAIN,
+            version=s.version,
+            plugin_version=s.plugin_version,
+            nodes=nodes.get(s.name, 0),
+        )
+        for s in ONNX_OPS.values()
+    ]
     arch = (source.config.get("architectures") or ["?"])[0]
     return Manifest(
-        deploykit_version=__version__, model=source.label,
+        deploykit_version=__version__,
+        model=source.label,
         checkpoint_dir=str(source.checkpoint_dir.resolve()) if source.checkpoint_dir else None,
-        architecture=arch, config=source.config, config_hash=config_hash(source.config),
+        architecture=arch,
+        config=source.config,
+        config_hash=config_hash(source.config),
         checkpoint_files=[] if random_weights else [file_sha256(f) for f in source.files],
-        random_weights=random_weights, seed=seed if random_weights else None, layers=layers,
-        dtype=str(dtype).removeprefix("torch."), decompose=decompose, opset=OPSET,
-        domains={} if decompose else {DOMAIN: OP_SET_VERSION}, ops=[] if decompose else ops,
-        inputs=_io(proto.graph.input), outputs=_io(proto.graph.output),
+        random_weights=random_weights,
+        seed=seed if random_weights else None,
+        layers=layers,
+        dtype=str(dtype).removeprefix("torch."),
+        decompose=decompose,
+        opset=OPSET,
+        domains={} if decompose else {DOMAIN: OP_SET_VERSION},
+        ops=[] if decompose else ops,
+        inputs=_io(proto.graph.input),
+        outputs=_io(proto.graph.output),
         files=["model.onnx", "model.onnx.data"],
-        readiness=Readiness(nodes_checked=count, parser_ops_source=f"onnx-tensorrt {src['release']} "
-                            f"{src['path']} @ {src['commit'][:12]}",
-                            not_ready=[f"{f.op} ({f.domain}) in {f.where}: {f.reason}" for f in findings]),
+        readiness=Readiness(
+            nodes_checked=count,
+            parser_ops_source=f"onnx-tensorrt {src['release']} {src['path']} @ {src['commit'][:12]}",
+            not_ready=[f"{f.op} ({f.domain}) in {f.where}: {f.reason}" for f in findings],
+        ),
         tools=_tool_versions(),
     )
 

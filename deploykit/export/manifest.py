@@ -76,8 +76,10 @@ class Manifest(BaseModel):
 
         path = Path(out_dir) / MANIFEST_NAME
         if not path.is_file():
-            raise DeployKitError(f"{out_dir} has no {MANIFEST_NAME}, so it is not a complete deploykit export",
-                                 "run `deploykit export MODEL -o DIR` first")
+            raise DeployKitError(
+                f"{out_dir} has no {MANIFEST_NAME}, so it is not a complete deploykit export",
+                "run `deploykit export MODEL -o DIR` first",
+            )
         return cls.model_validate_json(path.read_text())
 
 

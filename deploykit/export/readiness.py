@@ -55,7 +55,9 @@ def _check_node(node, where: str, ops: ParserOpList) -> Finding | None:
         reason = "marked unsupported by the ONNX-TensorRT parser"
     else:
         reason = "not in the ONNX-TensorRT parser's operator list"
-    return Finding(node=node.name, op=node.op_type, domain=node.domain or "ai.onnx", where=where, reason=reason)
+    return Finding(
+        node=node.name, op=node.op_type, domain=node.domain or "ai.onnx", where=where, reason=reason
+    )
 
 
 def _walk(nodes, where: str, ops: ParserOpList, out: list[Finding]) -> int:

@@ -17,13 +17,19 @@ from deploykit.ops.contract import DOMAIN, ONNX_OPS, AttributeSpec, OpSpec
 # attribute also makes a registered plugin win over the model-local function body (verified with
 # TensorRT for RTX 1.7.1, /work/shared/reference/tensorrt-rtx.md), so every deploykit node carries it.
 PLUGIN_NAMESPACE_ATTR = AttributeSpec(
-    name="plugin_namespace", type="string", default=DOMAIN,
+    name="plugin_namespace",
+    type="string",
+    default=DOMAIN,
     doc="TensorRT plugin namespace; its presence makes TensorRT prefer a registered plugin over the body.",
 )
 
 ACTIVATION_TYPES = ["tensor(float)", "tensor(float16)", "tensor(bfloat16)"]
 
-_ATTR_TYPES = {"int": OpSchema.AttrType.INT, "float": OpSchema.AttrType.FLOAT, "string": OpSchema.AttrType.STRING}
+_ATTR_TYPES = {
+    "int": OpSchema.AttrType.INT,
+    "float": OpSchema.AttrType.FLOAT,
+    "string": OpSchema.AttrType.STRING,
+}
 
 
 def onnx_attributes(spec: OpSpec) -> tuple[AttributeSpec, ...]:
@@ -49,8 +55,10 @@ def _inference_function(spec: OpSpec):
     first_t = next(i for i, t in enumerate(spec.inputs) if t.dtype == "T")
 
     def infer(ctx) -> None:
-        in_types = [onnx.TypeProto.FromString(ctx.get_input_type(i).SerializeToString())
-                    for i in range(ctx.get_num_inputs())]
+        in_types = [
+            onnx.TypeProto.FromString(ctx.get_input_type(i).SerializeToString())
+            for i in range(ctx.get_num_inputs())
+        ]
         act = in_types[first_t].tensor_type.elem_type
         for o, (out, dims) in enumerate(zip(spec.outputs, rule)):
             tp = onnx.TypeProto()
@@ -67,7 +75,10 @@ def _inference_function(spec: OpSpec):
 
 def build_schema(spec: OpSpec) -> OpSchema:
     schema = OpSchema(
-        spec.name, DOMAIN, spec.version, doc=spec.doc,
+        spec.name,
+        DOMAIN,
+        spec.version,
+        doc=spec.doc,
         inputs=[_param(t) for t in spec.inputs],
         outputs=[_param(t) for t in spec.outputs],
         type_constraints=[("T", ACTIVATION_TYPES, "activation dtype")],

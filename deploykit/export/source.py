@@ -37,7 +37,11 @@ def _catalog_entry(alias: str) -> dict | None:
     key = alias.lower()
     for path in sorted((profiles_dir() / "models").glob("*.yaml")):
         entry = yaml.safe_load(path.read_text())
-        names = {str(entry.get("name", "")).lower(), path.stem.lower(), *(a.lower() for a in entry.get("aliases", []))}
+        names = {
+            str(entry.get("name", "")).lower(),
+            path.stem.lower(),
+            *(a.lower() for a in entry.get("aliases", [])),
+        }
         if key in names:
             return entry
     return None
@@ -45,8 +49,10 @@ def _catalog_entry(alias: str) -> dict | None:
 
 def _hf_cache_snapshot(repo: str) -> Path | None:
     """The newest snapshot of `repo` in the Hugging Face cache that holds safetensors files, if any."""
-    home = Path(os.environ.get("HF_HUB_CACHE") or Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface"))
-                / "hub")
+    home = Path(
+        os.environ.get("HF_HUB_CACHE")
+        or Path(os.environ.get("HF_HOME", Path.home() / ".cache/huggingface")) / "hub"
+    )
     snaps = home / f"models--{repo.replace('/', '--')}" / "snapshots"
     candidates = [d for d in snaps.glob("*") if (d / "config.json").exists() and any(d.glob("*.safetensors"))]
     return max(candidates, key=lambda d: d.stat().st_mtime) if candidates else None
@@ -63,20 +69,26 @@ def resolve_source(model: str | Path, weights: str | Path | None, random_weights
     else:
         entry = _catalog_entry(str(model))
         if entry is None:
-            raise DeployKitError(f"'{model}' is neither a checkpoint directory nor a catalog model",
-                                 "give a directory with config.json or an alias like qwen3.5-2b")
+            raise DeployKitError(
+                f"'{model}' is neither a checkpoint directory nor a catalog model",
+                "give a directory with config.json or an alias like qwen3.5-2b",
+            )
         config = entry["config"]
         ckpt = None
         if not random_weights:
             ckpt = Path(weights) if weights else _hf_cache_snapshot(entry.get("hf_repo", ""))
             if ckpt is None or not ckpt.is_dir():
-                raise DeployKitError(f"no weights found for {entry['name']} ({entry.get('hf_repo')})",
-                                     "pass --weights DIR, download it to the HF cache, or use --random-weights")
+                raise DeployKitError(
+                    f"no weights found for {entry['name']} ({entry.get('hf_repo')})",
+                    "pass --weights DIR, download it to the HF cache, or use --random-weights",
+                )
     if weights and path.is_dir() and not random_weights:
         ckpt = Path(weights)
     files = sorted(ckpt.glob("*.safetensors")) if ckpt else []
     if ckpt and not files:
-        raise DeployKitError(f"{ckpt} holds no *.safetensors files", "point --weights at a safetensors checkpoint")
+        raise DeployKitError(
+            f"{ckpt} holds no *.safetensors files", "point --weights at a safetensors checkpoint"
+        )
     return ModelSource(label=str(model), config=config, checkpoint_dir=ckpt, files=files)
 
 
@@ -133,8 +145,10 @@ class CheckpointReaders:
     def reader(self, name: str, shape: tuple[int, ...], dtype: torch.dtype) -> TensorReader:
         r = self._find(name)
         if tuple(r.shape) != tuple(shape):
-            raise DeployKitError(f"checkpoint tensor for '{name}' has shape {list(r.shape)}, the model expects "
-                                 f"{list(shape)}", "check that the checkpoint matches its config.json")
+            raise DeployKitError(
+                f"checkpoint tensor for '{name}' has shape {list(r.shape)}, the model expects {list(shape)}",
+                "check that the checkpoint matches its config.json",
+            )
         return r
 
     def _find(self, name: str) -> TensorReader:
@@ -147,8 +161,10 @@ class CheckpointReaders:
             r = self._per_expert(name)
             if r is not None:
                 return r
-        raise DeployKitError(f"the checkpoint has no tensor for parameter '{name}'",
-                             "check that the checkpoint matches its config.json")
+        raise DeployKitError(
+            f"the checkpoint has no tensor for parameter '{name}'",
+            "check that the checkpoint matches its config.json",
+        )
 
 
 class RandomReaders:

@@ -13,13 +13,14 @@ import warnings
 
 import torch
 
-OPSET = 20  # highest opset the recorded ONNX-TensorRT parser (10.x) supports: profiles/tensorrt/onnx_tensorrt_ops.yaml
+# highest opset of the recorded ONNX-TensorRT parser (10.x): profiles/tensorrt/onnx_tensorrt_ops.yaml
+OPSET = 20
 # torch.export specialises sizes 0 and 1, so the example shapes are >= 2 (export-design.md, gotchas).
 EXAMPLE_BATCH, EXAMPLE_TOKENS, EXAMPLE_PAST = 2, 3, 2
 
 
 class _Flat(torch.nn.Module):
-    """forward(input_ids, position_ids, attention_mask, *state) -> (logits, *new_state): flat for ONNX names."""
+    """forward(input_ids, position_ids, attention_mask, *state) -> (logits, *new_state), flat for ONNX."""
 
     def __init__(self, model: torch.nn.Module):
         super().__init__()
@@ -37,8 +38,10 @@ def _examples(model, dtype: torch.dtype, device):
     pos = (p + torch.arange(t)).expand(b, t).contiguous()
     mask = torch.ones(b, p + t, dtype=torch.int64)
     # distinct tensors: aliased example inputs get merged into one graph input
-    state = tuple(torch.randn(s, generator=gen).to(dt)
-                  for s, dt in zip(model.state_shapes(b, p), model.state_dtypes(dtype)))
+    state = tuple(
+        torch.randn(s, generator=gen).to(dt)
+        for s, dt in zip(model.state_shapes(b, p), model.state_dtypes(dtype))
+    )
     # on the model's device (meta): nothing is computed, only shapes and dtypes are traced
     return tuple(x.to(device) for x in (ids, pos, mask, *state))
 
@@ -63,9 +66,16 @@ def trace(model: torch.nn.Module, dtype: torch.dtype):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", (UserWarning, FutureWarning))
         program = torch.onnx.export(
-            _Flat(model).eval(), _examples(model, dtype, next(model.parameters()).device), dynamo=True,
-            dynamic_shapes=_dynamic_shapes(model), custom_translation_table=translation_table(OPSET),
-            opset_version=OPSET, input_names=inputs, output_names=outputs, optimize=False, verbose=False,
+            _Flat(model).eval(),
+            _examples(model, dtype, next(model.parameters()).device),
+            dynamo=True,
+            dynamic_shapes=_dynamic_shapes(model),
+            custom_translation_table=translation_table(OPSET),
+            opset_version=OPSET,
+            input_names=inputs,
+            output_names=outputs,
+            optimize=False,
+            verbose=False,
         )
     return program.model, inputs, outputs
 

@@ -94,8 +94,13 @@ class ExternalDataWriter:
             raise ValueError(f"initializer {name}: wrote {self.offset - start} bytes, expected {expected}")
         self.count += 1
         return ir.ExternalTensor(
-            self.location, offset=start, length=expected, dtype=ir_dtype(dtype),
-            shape=ir.Shape(reader.shape), name=name, base_dir=str(self.out_dir),
+            self.location,
+            offset=start,
+            length=expected,
+            dtype=ir_dtype(dtype),
+            shape=ir.Shape(reader.shape),
+            name=name,
+            base_dir=str(self.out_dir),
         )
 
     def close(self) -> None:
@@ -107,8 +112,15 @@ class ExternalDataWriter:
 def ir_dtype(dtype: torch.dtype):
     import onnx_ir as ir
 
-    table = {torch.float32: ir.DataType.FLOAT, torch.float16: ir.DataType.FLOAT16,
-             torch.bfloat16: ir.DataType.BFLOAT16, torch.float64: ir.DataType.DOUBLE,
-             torch.int64: ir.DataType.INT64, torch.int32: ir.DataType.INT32, torch.bool: ir.DataType.BOOL,
-             torch.int8: ir.DataType.INT8, torch.uint8: ir.DataType.UINT8}
+    table = {
+        torch.float32: ir.DataType.FLOAT,
+        torch.float16: ir.DataType.FLOAT16,
+        torch.bfloat16: ir.DataType.BFLOAT16,
+        torch.float64: ir.DataType.DOUBLE,
+        torch.int64: ir.DataType.INT64,
+        torch.int32: ir.DataType.INT32,
+        torch.bool: ir.DataType.BOOL,
+        torch.int8: ir.DataType.INT8,
+        torch.uint8: ir.DataType.UINT8,
+    }
     return table[dtype]

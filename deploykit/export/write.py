@@ -30,8 +30,13 @@ def write_initializers(ir_model, out_dir: Path, readers, progress: bool = True) 
         if t is not None and (t.device.type == "meta" or t.numel() * t.element_size() > INLINE_LIMIT):
             todo.append((name, value, t))
     writer = ExternalDataWriter(out_dir)
-    columns = (TextColumn("[bold]writing weights"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.description}"))
+    columns = (
+        TextColumn("[bold]writing weights"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+    )
     try:
         with Progress(*columns, disable=not progress, transient=False) as bar:
             task = bar.add_task("", total=len(todo))

@@ -1,4 +1,4 @@
-"""`deploykit validate`: an exported ONNX model on ONNX Runtime against a PyTorch reference on the same weights.
+"""`deploykit validate`: an exported model on ONNX Runtime against a PyTorch reference on the same weights.
 
 Schedule per run (one batch of `prompts` random sequences): a prefill chunk at past=0, a second multi-token
 chunk on top of it, then `decode_steps` greedy T=1 steps; both sides feed their own states back, and both
@@ -27,13 +27,17 @@ def _reference(kind: str, manifest, out_dir: Path):
     layers = None if full else manifest.layers
     if manifest.random_weights:
         if kind != "deploykit":
-            raise DeployKitError(f"{out_dir} was exported with --random-weights; transformers has no such weights",
-                                 "use --reference deploykit (same random weights), or export a checkpoint")
+            raise DeployKitError(
+                f"{out_dir} was exported with --random-weights; transformers has no such weights",
+                "use --reference deploykit (same random weights), or export a checkpoint",
+            )
         return DeploykitReference(None, manifest.config, layers, manifest.seed)
     checkpoint = Path(manifest.checkpoint_dir or "")
     if not (checkpoint / "config.json").is_file():
-        raise DeployKitError(f"the checkpoint of this export ({checkpoint}) is not available",
-                             "validate on the machine that holds the checkpoint")
+        raise DeployKitError(
+            f"the checkpoint of this export ({checkpoint}) is not available",
+            "validate on the machine that holds the checkpoint",
+        )
     if kind == "hf":
         return HFReference(checkpoint, layers)
     if kind == "deploykit":
@@ -41,9 +45,17 @@ def _reference(kind: str, manifest, out_dir: Path):
     raise DeployKitError(f"unknown reference {kind!r}", "use --reference hf or --reference deploykit")
 
 
-def validate_export(out_dir: str | Path, reference: str = "hf", prompts: int = 3, decode_steps: int = 16,
-                    prefill: int = DEFAULT_PREFILL, chunk: int = DEFAULT_CHUNK, seed: int = 0,
-                    providers: list[str] | None = None, model_file: str | None = None):
+def validate_export(
+    out_dir: str | Path,
+    reference: str = "hf",
+    prompts: int = 3,
+    decode_steps: int = 16,
+    prefill: int = DEFAULT_PREFILL,
+    chunk: int = DEFAULT_CHUNK,
+    seed: int = 0,
+    providers: list[str] | None = None,
+    model_file: str | None = None,
+):
     """Runs the schedule and returns a ValidationReport (`.passed` is the gate)."""
     import numpy as np
 
@@ -74,12 +86,22 @@ def validate_export(out_dir: str | Path, reference: str = "hf", prompts: int = 3
         steps.append(step_metrics(i, kind, past, onnx_model.step(ids), ref_logits, th))
         past += ids.shape[1]
     names = [t.name for t in manifest.inputs if t.name.startswith("past.")]
-    states = [state_metrics("present" + n[len("past"):], g, r, th)
-              for n, g, r in zip(names, onnx_model.states(), ref.states())]
+    states = [
+        state_metrics("present" + n[len("past") :], g, r, th)
+        for n, g, r in zip(names, onnx_model.states(), ref.states())
+    ]
     fails = failures(steps, states, th)
     return ValidationReport(
-        export_dir=str(out_dir), reference=reference, dtype=manifest.dtype, batch=prompts, thresholds=th,
-        providers=session.get_providers(), steps=steps, final_states=states,
-        worst_rel_err=max(s.max_rel_err for s in steps), min_top1=min(s.top1_agreement for s in steps),
-        passed=not fails, failures=fails,
+        export_dir=str(out_dir),
+        reference=reference,
+        dtype=manifest.dtype,
+        batch=prompts,
+        thresholds=th,
+        providers=session.get_providers(),
+        steps=steps,
+        final_states=states,
+        worst_rel_err=max(s.max_rel_err for s in steps),
+        min_top1=min(s.top1_agreement for s in steps),
+        passed=not fails,
+        failures=fails,
     )

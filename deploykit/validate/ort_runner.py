@@ -22,7 +22,7 @@ def make_session(model_path: Path, providers: list[str] | None = None, threads: 
     opts.log_severity_level = 3
     if threads:
         opts.intra_op_num_threads = threads
-    # every local execution provider (CUDA, TensorRT, ... when installed); AzureExecutionProvider is a remote stub
+    # every local execution provider (CUDA, TensorRT, ... when installed); Azure's is a remote stub
     available = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
     providers = [p for p in (providers or available) if p in available] or ["CPUExecutionProvider"]
     try:
@@ -33,9 +33,11 @@ def make_session(model_path: Path, providers: list[str] | None = None, threads: 
         from deploykit.errors import DeployKitError
 
         first = str(exc).split(" : ")[-1].strip()
-        raise DeployKitError(f"ONNX Runtime ({', '.join(providers)}) cannot run this model: {first}",
-                             "bf16 exports need an execution provider with bf16 kernels (e.g. CUDA); "
-                             "validate an fp32 or fp16 export on the CPU") from None
+        raise DeployKitError(
+            f"ONNX Runtime ({', '.join(providers)}) cannot run this model: {first}",
+            "bf16 exports need an execution provider with bf16 kernels (e.g. CUDA); "
+            "validate an fp32 or fp16 export on the CPU",
+        ) from None
 
 
 class OrtModel:
@@ -72,7 +74,7 @@ class OrtModel:
             **self.state,
         }
         outs = dict(zip(self.out_names, self.session.run(None, feeds)))
-        self.state = {name: outs["present" + name[len("past"):]] for name in self.state}
+        self.state = {name: outs["present" + name[len("past") :]] for name in self.state}
         self.past += t
         return outs["logits"].astype(np.float32)
 

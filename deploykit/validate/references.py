@@ -84,8 +84,11 @@ def load_hf_model(checkpoint: Path, layers: int | None = None) -> torch.nn.Modul
     import transformers as tf
 
     text, is_moe = _text_config_dict(checkpoint, layers)
-    cfg_cls, lm_cls = ((tf.Qwen3_5MoeTextConfig, tf.Qwen3_5MoeForCausalLM) if is_moe
-                       else (tf.Qwen3_5TextConfig, tf.Qwen3_5ForCausalLM))
+    cfg_cls, lm_cls = (
+        (tf.Qwen3_5MoeTextConfig, tf.Qwen3_5MoeForCausalLM)
+        if is_moe
+        else (tf.Qwen3_5TextConfig, tf.Qwen3_5ForCausalLM)
+    )
     cfg = cfg_cls(**text)
     cfg._attn_implementation = "eager"
     model = lm_cls(cfg).eval()
@@ -132,8 +135,10 @@ class HFReference:
             else:
                 conv = layer.conv_states[0]
                 k = self.model.config.linear_conv_kernel_dim
-                states += [conv[..., conv.shape[-1] - (k - 1):].float().numpy(),
-                           layer.recurrent_states[0].float().numpy()]
+                states += [
+                    conv[..., conv.shape[-1] - (k - 1) :].float().numpy(),
+                    layer.recurrent_states[0].float().numpy(),
+                ]
         return states
 
 
@@ -142,8 +147,13 @@ class DeploykitReference:
 
     name = "deploykit"
 
-    def __init__(self, checkpoint: Path | None, config: dict | None = None, layers: int | None = None,
-                 seed: int | None = None):
+    def __init__(
+        self,
+        checkpoint: Path | None,
+        config: dict | None = None,
+        layers: int | None = None,
+        seed: int | None = None,
+    ):
         from deploykit.model.config import parse_config
         from deploykit.model.loader import load_model, random_model
 
@@ -152,7 +162,9 @@ class DeploykitReference:
         else:  # random weights (a pure function of seed and name) or a layer-cut export
             cfg = parse_config(config)
             if layers is not None:
-                cfg = cfg.model_copy(update={"num_hidden_layers": layers, "layer_types": cfg.layer_types[:layers]})
+                cfg = cfg.model_copy(
+                    update={"num_hidden_layers": layers, "layer_types": cfg.layer_types[:layers]}
+                )
             if checkpoint is not None:
                 raise ValueError("--reference deploykit of a --layers export needs --random-weights")
             self.model = random_model(cfg, dtype=torch.float32, seed=seed or 0)

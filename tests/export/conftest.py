@@ -10,7 +10,7 @@ pytest.importorskip("onnxscript")
 
 @pytest.fixture(scope="session")
 def exported(tiny_checkpoint, tmp_path_factory):
-    """Factory: exported(kind, decompose, dtype) -> export directory of the tiny 'dense' / 'moe' checkpoint."""
+    """Factory: exported(kind, decompose, dtype) -> export dir of the tiny 'dense' / 'moe' checkpoint."""
     from deploykit.export import export_onnx
 
     cache = {}

@@ -53,8 +53,11 @@ def test_bad_input_is_one_line_exit_2(tmp_path, capsys):
 def test_interrupted_export_leaves_no_manifest(tiny_checkpoint, tmp_path):
     """SIGKILL while tracing/writing: the output directory never gets a deploykit.json."""
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "deploykit", "export", str(tiny_checkpoint("dense")), "-o",
-                             str(out), "-q"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deploykit", "export", str(tiny_checkpoint("dense")), "-o", str(out), "-q"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list(tmp_path.glob(".out.tmp-*")):
         time.sleep(0.05)
@@ -71,12 +74,33 @@ def test_random_weights_layers_export_validates_against_deploykit(tiny_checkpoin
     from deploykit.export.manifest import Manifest
 
     out = tmp_path / "rand"
-    assert main(["export", str(tiny_checkpoint("moe")), "-o", str(out), "--random-weights", "--seed", "3",
-                 "--layers", "3", "-q"]) == 0
+    assert (
+        main(
+            [
+                "export",
+                str(tiny_checkpoint("moe")),
+                "-o",
+                str(out),
+                "--random-weights",
+                "--seed",
+                "3",
+                "--layers",
+                "3",
+                "-q",
+            ]
+        )
+        == 0
+    )
     m = Manifest.read(out)
     assert m.random_weights and m.seed == 3 and m.layers == 3 and m.checkpoint_files == []
     assert [t.name for t in m.inputs if t.name.startswith("past.")] == [
-        "past.0.conv", "past.0.recurrent", "past.1.key", "past.1.value", "past.2.conv", "past.2.recurrent"]
+        "past.0.conv",
+        "past.0.recurrent",
+        "past.1.key",
+        "past.1.value",
+        "past.2.conv",
+        "past.2.recurrent",
+    ]
     assert main(["validate", str(out), "--reference", "deploykit", "--decode-steps", "3"]) == 0
     assert main(["validate", str(out)]) == 2  # transformers has no such weights: a clear one-line error
 

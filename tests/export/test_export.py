@@ -1,4 +1,4 @@
-"""Tiny dense and MoE checkpoints (written by transformers) exported to ONNX and checked against transformers."""
+"""Tiny dense and MoE checkpoints (written by transformers) exported to ONNX, checked against transformers."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def _load(out):
 
 @pytest.mark.parametrize("kind,decompose", FORMS, ids=[f"{k}{'-std' if d else ''}" for k, d in FORMS])
 def test_matches_transformers(exported, kind, decompose):
-    """Batch 3 (export traced 2): prefill 7, a second chunk of 5, then 16 greedy T=1 steps, vs transformers."""
+    """Batch 3 (export traced 2): prefill 7, a second chunk of 5, then 16 greedy T=1 steps vs transformers."""
     from deploykit.validate import validate_export
 
     report = validate_export(exported(kind, decompose), reference="hf", prompts=3, decode_steps=16)
@@ -51,7 +51,8 @@ def test_checker_and_readiness(exported, kind, decompose):
     else:
         assert DOMAIN in domains
         assert {(f.domain, f.name) for f in model.functions} == {
-            (DOMAIN, n.op_type) for n in model.graph.node if n.domain == DOMAIN}
+            (DOMAIN, n.op_type) for n in model.graph.node if n.domain == DOMAIN
+        }
 
 
 @pytest.mark.parametrize("kind", ["dense", "moe"])
@@ -64,7 +65,10 @@ def test_custom_nodes_follow_the_contract(exported, kind):
         spec = ONNX_OPS[node.op_type]
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
         assert set(attrs) == {a.name for a in onnx_attributes(spec)}  # every attribute written explicitly
-        assert attrs["plugin_version"] == spec.plugin_version.encode() and attrs["plugin_namespace"] == b"deploykit"
+        assert (
+            attrs["plugin_version"] == spec.plugin_version.encode()
+            and attrs["plugin_namespace"] == b"deploykit"
+        )
         assert len(node.input) == len(spec.inputs) and len(node.output) == len(spec.outputs)
 
 
@@ -76,21 +80,30 @@ def test_graph_io_names_and_manifest(exported, tiny_checkpoint):
     cfg = load_config(tiny_checkpoint("moe"))
     model = Qwen35(cfg, device="meta")
     onnx_model = _load(out)
-    assert [i.name for i in onnx_model.graph.input] == ["input_ids", "position_ids", "attention_mask",
-                                                          *model.state_names("past")]
+    assert [i.name for i in onnx_model.graph.input] == [
+        "input_ids",
+        "position_ids",
+        "attention_mask",
+        *model.state_names("past"),
+    ]
     assert [o.name for o in onnx_model.graph.output] == ["logits", *model.state_names("present")]
     m = Manifest.read(out)
     raw = json.loads((tiny_checkpoint("moe") / "config.json").read_text())
     assert m.config == raw and m.config_hash == config_hash(raw)
     files = sorted(tiny_checkpoint("moe").glob("*.safetensors"))
     assert [(f.name, f.sha256) for f in m.checkpoint_files] == [
-        (p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files]
+        (p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in files
+    ]
     assert m.dtype == "float32" and m.opset == 20 and m.domains == {DOMAIN: 1}
     assert {o.name: o.nodes for o in m.ops} == {"GatedDeltaRule": 2, "MoE": 4}
     shapes = {t.name: t.shape for t in m.inputs}
     assert shapes["past.1.key"] == ["batch", cfg.num_key_value_heads, "past", cfg.head_dim]
-    assert shapes["past.0.recurrent"] == ["batch", cfg.linear_num_value_heads, cfg.linear_key_head_dim,
-                                          cfg.linear_value_head_dim]
+    assert shapes["past.0.recurrent"] == [
+        "batch",
+        cfg.linear_num_value_heads,
+        cfg.linear_key_head_dim,
+        cfg.linear_value_head_dim,
+    ]
     assert {t.name: t.dtype for t in m.inputs}["past.0.recurrent"] == "float32"
     assert m.readiness.not_ready == []
 
@@ -108,21 +121,26 @@ def test_in_memory_model_export_matches_eager(tiny_checkpoint, tmp_path):
     model = random_model(load_config(tiny_checkpoint("dense")), dtype=torch.float32, seed=5)
     result = export_onnx(model, tmp_path / "mem", progress=False)
     assert result.manifest.checkpoint_dir is None and result.tensors_written > 0
-    ort_model = OrtModel(make_session(result.model_path),
-                         [t for t in result.manifest.inputs if t.name.startswith("past.")], "float32")
+    ort_model = OrtModel(
+        make_session(result.model_path),
+        [t for t in result.manifest.inputs if t.name.startswith("past.")],
+        "float32",
+    )
     ids = torch.randint(0, model.config.vocab_size, (1, 6), generator=torch.Generator().manual_seed(0))
     state, past = model.empty_state(1, torch.float32), 0
     for chunk in (ids[:, :5], ids[:, 5:]):
         t = chunk.shape[1]
         with torch.no_grad():
-            ref, state = model(chunk, (past + torch.arange(t))[None], torch.ones(1, past + t, dtype=torch.int64), state)
+            ref, state = model(
+                chunk, (past + torch.arange(t))[None], torch.ones(1, past + t, dtype=torch.int64), state
+            )
         got = ort_model.step(chunk.numpy())
         assert np.abs(got - ref.numpy()).max() <= FP32_REL * np.abs(ref.numpy()).max()
         past += t
 
 
 def test_fp16_export_within_fp16_thresholds(exported):
-    """fp16 weights/activations (fp32 recurrent state) vs fp32 transformers: inside the documented fp16 bounds."""
+    """fp16 weights/activations (fp32 recurrent state) vs fp32 transformers: within the fp16 bounds."""
     from deploykit.validate import validate_export
     from deploykit.validate.thresholds import THRESHOLDS
 
@@ -130,8 +148,10 @@ def test_fp16_export_within_fp16_thresholds(exported):
     model = _load(out)
     recurrent = next(i for i in model.graph.input if i.name == "past.0.recurrent")
     assert recurrent.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
-    assert next(o for o in model.graph.output if o.name == "logits").type.tensor_type.elem_type == \
-        onnx.TensorProto.FLOAT16
+    assert (
+        next(o for o in model.graph.output if o.name == "logits").type.tensor_type.elem_type
+        == onnx.TensorProto.FLOAT16
+    )
     report = validate_export(out, prompts=2, decode_steps=4)
     assert report.dtype == "float16" and report.thresholds == THRESHOLDS["float16"]
     assert report.passed, report.failures

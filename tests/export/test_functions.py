@@ -22,15 +22,19 @@ ATOL = 2e-6  # fp32: the Scan body and the naive loop do the same ops in the sam
 
 def _single_node_model(spec, fn, attrs, shapes):
     register_schemas()
-    node = oh.make_node(spec.name, [t.name for t in spec.inputs], [t.name for t in spec.outputs], domain=DOMAIN,
-                        **attrs)
+    node = oh.make_node(
+        spec.name, [t.name for t in spec.inputs], [t.name for t in spec.outputs], domain=DOMAIN, **attrs
+    )
     dtype = {"T": TP.FLOAT, "float32": TP.FLOAT}
     graph = oh.make_graph(
-        [node], spec.name,
+        [node],
+        spec.name,
         [oh.make_tensor_value_info(t.name, dtype[t.dtype], s) for t, s in zip(spec.inputs, shapes)],
-        [oh.make_tensor_value_info(t.name, dtype[t.dtype], [None] * len(t.dims)) for t in spec.outputs])
-    model = oh.make_model(graph, opset_imports=[oh.make_opsetid("", OPSET), oh.make_opsetid(DOMAIN, 1)],
-                          functions=[fn(OPSET)])
+        [oh.make_tensor_value_info(t.name, dtype[t.dtype], [None] * len(t.dims)) for t in spec.outputs],
+    )
+    model = oh.make_model(
+        graph, opset_imports=[oh.make_opsetid("", OPSET), oh.make_opsetid(DOMAIN, 1)], functions=[fn(OPSET)]
+    )
     onnx.checker.check_model(model, full_check=True)
     return model
 
@@ -39,16 +43,30 @@ def _single_node_model(spec, fn, attrs, shapes):
 def test_gated_delta_rule_body_matches_naive(hk, hv, l2):
     dk, dv, scale = 8, 5, 0.31
     model = _single_node_model(
-        GATED_DELTA_RULE, gated_delta_rule_function,
+        GATED_DELTA_RULE,
+        gated_delta_rule_function,
         {"scale": scale, "use_qk_l2norm": l2, "plugin_version": "1", "plugin_namespace": DOMAIN},
-        [["B", "T", hk, dk], ["B", "T", hk, dk], ["B", "T", hv, dv], ["B", "T", hv], ["B", "T", hv], ["B", hv, dk, dv]])
+        [
+            ["B", "T", hk, dk],
+            ["B", "T", hk, dk],
+            ["B", "T", hv, dv],
+            ["B", "T", hv],
+            ["B", "T", hv],
+            ["B", hv, dk, dv],
+        ],
+    )
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(0)
     for b, t in [(2, 7), (1, 1), (3, 2)]:  # T=1 decode included
         k_scale = 1.0 if l2 else 0.2  # without l2norm keep the write stable
-        args = (torch.randn(b, t, hk, dk, generator=gen), k_scale * torch.randn(b, t, hk, dk, generator=gen),
-                torch.randn(b, t, hv, dv, generator=gen), -torch.rand(b, t, hv, generator=gen),
-                torch.rand(b, t, hv, generator=gen), torch.randn(b, hv, dk, dv, generator=gen))
+        args = (
+            torch.randn(b, t, hk, dk, generator=gen),
+            k_scale * torch.randn(b, t, hk, dk, generator=gen),
+            torch.randn(b, t, hv, dv, generator=gen),
+            -torch.rand(b, t, hv, generator=gen),
+            torch.rand(b, t, hv, generator=gen),
+            torch.randn(b, hv, dk, dv, generator=gen),
+        )
         out, state = sess.run(None, {s.name: a.numpy() for s, a in zip(GATED_DELTA_RULE.inputs, args)})
         ref_out, ref_state = naive_gated_delta_rule(*args, scale=scale, use_qk_l2norm=l2)
         np.testing.assert_allclose(out, ref_out.numpy(), atol=ATOL, rtol=0)
@@ -59,23 +77,34 @@ def test_gated_delta_rule_body_matches_naive(hk, hv, l2):
 def test_moe_body_matches_naive(top_k, norm):
     e, h, i = 5, 8, 6
     model = _single_node_model(
-        MOE, moe_function, {"top_k": top_k, "norm_topk_prob": norm, "plugin_version": "1", "plugin_namespace": DOMAIN},
-        [["N", h], ["N", e], [e, 2 * i, h], [e, h, i]])
+        MOE,
+        moe_function,
+        {"top_k": top_k, "norm_topk_prob": norm, "plugin_version": "1", "plugin_namespace": DOMAIN},
+        [["N", h], ["N", e], [e, 2 * i, h], [e, h, i]],
+    )
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     gen = torch.Generator().manual_seed(1)
     for n in (1, 9):
-        args = (torch.randn(n, h, generator=gen), torch.randn(n, e, generator=gen),
-                torch.randn(e, 2 * i, h, generator=gen), torch.randn(e, h, i, generator=gen))
+        args = (
+            torch.randn(n, h, generator=gen),
+            torch.randn(n, e, generator=gen),
+            torch.randn(e, 2 * i, h, generator=gen),
+            torch.randn(e, h, i, generator=gen),
+        )
         (out,) = sess.run(None, {s.name: a.numpy() for s, a in zip(MOE.inputs, args)})
-        np.testing.assert_allclose(out, naive_moe(*args, top_k=top_k, norm_topk_prob=norm).numpy(),
-                                   atol=1e-5, rtol=1e-5)  # dense sum over E vs k-term loop: fp32 order
+        np.testing.assert_allclose(
+            out, naive_moe(*args, top_k=top_k, norm_topk_prob=norm).numpy(), atol=1e-5, rtol=1e-5
+        )  # dense sum over E vs k-term loop: fp32 order
 
 
 def test_schema_shape_inference_follows_contract():
     """Shape inference through the registered schema gives every output the contract's dims and dtype."""
     model = _single_node_model(
-        GATED_DELTA_RULE, gated_delta_rule_function, {"scale": 0.5},
-        [["B", "T", 2, 4], ["B", "T", 2, 4], ["B", "T", 4, 3], ["B", "T", 4], ["B", "T", 4], ["B", 4, 4, 3]])
+        GATED_DELTA_RULE,
+        gated_delta_rule_function,
+        {"scale": 0.5},
+        [["B", "T", 2, 4], ["B", "T", 2, 4], ["B", "T", 4, 3], ["B", "T", 4], ["B", "T", 4], ["B", 4, 4, 3]],
+    )
     inferred = onnx.shape_inference.infer_shapes(model, strict_mode=True)
     vi = {v.name: v for v in inferred.graph.output}
     dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]

@@ -18,8 +18,12 @@ def test_parser_list_is_the_recorded_table():
 
 def test_flags_unsupported_foreign_and_nested_nodes():
     vi = oh.make_tensor_value_info
-    body = oh.make_graph([oh.make_node("Bernoulli", ["s_in"], ["s_out"])], "body",
-                         [vi("s_in", TP.FLOAT, [1])], [vi("s_out", TP.FLOAT, [1])])
+    body = oh.make_graph(
+        [oh.make_node("Bernoulli", ["s_in"], ["s_out"])],
+        "body",
+        [vi("s_in", TP.FLOAT, [1])],
+        [vi("s_out", TP.FLOAT, [1])],
+    )
     nodes = [
         oh.make_node("Relu", ["x"], ["a"]),
         oh.make_node("GatedDeltaRule", ["a"], ["b"], domain="deploykit"),
@@ -31,5 +35,8 @@ def test_flags_unsupported_foreign_and_nested_nodes():
     count, findings = check_readiness(oh.make_model(graph))
     assert count == 6
     assert [(f.op, f.domain) for f in findings] == [
-        ("Foo", "com.example"), ("Bernoulli", "ai.onnx"), ("NotAnOnnxOp", "ai.onnx")]
+        ("Foo", "com.example"),
+        ("Bernoulli", "ai.onnx"),
+        ("NotAnOnnxOp", "ai.onnx"),
+    ]
     assert "Loop" in findings[1].where

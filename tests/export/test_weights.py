@@ -18,7 +18,11 @@ def test_writer_blocks_and_converts(tmp_path, monkeypatch, dtype):
 
     monkeypatch.setattr(W, "BLOCK_BYTES", 3 * 5 * 4)
     gen = torch.Generator().manual_seed(0)
-    tensors = {"a": torch.randn(10, 5, generator=gen), "b": torch.randn(7, generator=gen), "c": torch.tensor(2.5)}
+    tensors = {
+        "a": torch.randn(10, 5, generator=gen),
+        "b": torch.randn(7, generator=gen),
+        "c": torch.tensor(2.5),
+    }
     writer = W.ExternalDataWriter(tmp_path)
     values = []
     for name, t in tensors.items():
