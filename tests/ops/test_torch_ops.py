@@ -116,3 +116,15 @@ def test_docs_contract_section_is_generated_from_contract():
 
     doc = (Path(__file__).resolve().parents[2] / "docs" / "model.md").read_text()
     assert render_contract_markdown() in doc
+
+
+def test_readme_contract_table_is_generated_from_contract():
+    from pathlib import Path
+
+    from deploykit.ops.contract import OPS
+    from deploykit.ops.docs import render_contract_summary
+
+    table = render_contract_summary()
+    assert all(f"torch.ops.deploykit.{op.torch_name}" in table for op in OPS.values())
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    assert table in readme

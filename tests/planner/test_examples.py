@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,13 +26,14 @@ def test_mixed_fleet_sh():
     assert "recommendation:" in proc.stdout and "total_per_gpu" in proc.stdout and "entries fit" in proc.stdout
 
 
-def test_docs_json_example_validates_against_the_schema():
+@pytest.mark.parametrize("doc", ["docs/planner.md", "README.md"])
+def test_docs_json_example_validates_against_the_schema(doc):
     import json
     import re
 
     from deploykit.planner.schema import Plan
 
-    text = (ROOT / "docs" / "planner.md").read_text()
+    text = (ROOT / doc).read_text()
     block = re.search(r"```jsonc\n(.*?)```", text, re.DOTALL)[1]
-    doc = json.loads(re.sub(r"\s*//[^\n]*", "", block))
-    Plan.model_validate(doc)
+    plan = Plan.model_validate(json.loads(re.sub(r"\s*//[^\n]*", "", block)))
+    assert plan.entries and plan.entries[0].layout is not None
