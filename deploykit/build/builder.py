@@ -139,7 +139,7 @@ def _add_profiles(parsed: ParsedModel, config, profiles: list[ProfileSpec],
 
 def _build_hint(backend: Backend, options: BuildOptions, error: str) -> str:
     # TensorRT for RTX 1.7.1 fails in Myelin ("CHECK(is_const()) failed") on the GatedDeltaRule reference body
-    # (ONNX Scan -> loop layers) when a profile pins batch to 1 while tokens vary (tests/build/test_builder.py).
+    # (ONNX Scan -> loop layers) when a profile pins batch to 1 while tokens vary (tests/builder/test_builder.py).
     pinned = [p.name for p in options.profiles if p.batch.max == 1 and p.tokens.min != p.tokens.max]
     if backend.is_rtx and not options.plugins and "is_const" in error and pinned:
         return (f"known TensorRT for RTX {backend.version} failure for the inlined GatedDeltaRule body with batch "

@@ -182,6 +182,15 @@ def load_hf_model(kind: str, path: str | Path, dtype: torch.dtype = torch.float3
     return lm_cls.from_pretrained(path, dtype=dtype, attn_implementation="eager").eval()
 
 
+def hf_forward(model, input_ids: torch.Tensor, cache):
+    """transformers' forward with a cache it updates in place. The keyword was renamed `past_key_values` ->
+    `cache` in transformers 5.24 (the old name goes in 5.40); pass whichever this version's forward takes."""
+    import inspect
+
+    name = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    return model(input_ids=input_ids, use_cache=True, **{name: cache})
+
+
 # Named variants shared by every test suite (tests/conftest.py `tiny_checkpoint(name)`):
 # (kind, make_tiny_checkpoint keyword arguments).
 TINY_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {

@@ -120,11 +120,11 @@ class HFReference:
     def step(self, input_ids: np.ndarray) -> np.ndarray:
         from transformers import DynamicCache
 
+        from deploykit.model.testing import hf_forward
+
         if self.cache is None:
             self.cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=torch.from_numpy(input_ids), past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
-        return out.logits.float().numpy()
+        return hf_forward(self.model, torch.from_numpy(input_ids), self.cache).logits.float().numpy()
 
     def states(self) -> list[np.ndarray]:
         """The cache in deploykit's flat layer-order layout."""

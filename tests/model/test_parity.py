@@ -4,6 +4,8 @@ import pytest
 import torch
 from transformers import DynamicCache
 
+from deploykit.model.testing import hf_forward
+
 from .helpers import REL_TOL, models, rel, run
 
 VARIANTS = ["dense", "dense_tied", "moe", "moe_tied"]
@@ -17,7 +19,7 @@ def test_prefill_and_greedy_decode_match_transformers(tiny_checkpoint, name):
     ids = torch.randint(0, hf.config.vocab_size, (2, 11), generator=gen)
     with torch.no_grad():
         cache = DynamicCache(config=hf.config)
-        ref = hf(ids, past_key_values=cache, use_cache=True).logits
+        ref = hf_forward(hf, ids, cache).logits
     logits, state = run(ours, ids, ours.empty_state(2))
     assert rel(logits, ref) <= REL_TOL, rel(logits, ref)
     assert torch.equal(logits[:, -1].argmax(-1), ref[:, -1].argmax(-1))
@@ -25,7 +27,7 @@ def test_prefill_and_greedy_decode_match_transformers(tiny_checkpoint, name):
     for step in range(DECODE_STEPS):
         nxt = ref[:, -1].argmax(-1, keepdim=True)  # greedy on transformers' logits, fed to both
         with torch.no_grad():
-            ref = hf(nxt, past_key_values=cache, use_cache=True).logits
+            ref = hf_forward(hf, nxt, cache).logits
         logits, state = run(ours, nxt, state, start=pos)
         pos += 1
         assert rel(logits, ref) <= REL_TOL, (step, rel(logits, ref))
