@@ -60,7 +60,7 @@ _register_commands()
 def main(argv: list[str] | None = None) -> int:
     """Entry point: user errors become one line on stderr and exit code 2; DEPLOYKIT_DEBUG=1 shows tracebacks."""
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="deploykit", standalone_mode=False)
     except DeployKitError as exc:
         if os.environ.get("DEPLOYKIT_DEBUG") == "1":
             raise
@@ -80,7 +80,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(exc, click.exceptions.ClickException) or (
             isinstance(exc, typer.TyperException) and hasattr(exc, "show")
         ):
-            exc.show()
+            ctx = getattr(exc, "ctx", None)
+            command = ctx.command_path if ctx is not None else "deploykit"
+            message = " ".join(exc.format_message().split())  # one line, as every deploykit error
+            typer.echo(f"error: {message} (see '{command} --help')", err=True)
             return 2
         if isinstance(exc, click.exceptions.Abort):
             return 130

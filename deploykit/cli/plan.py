@@ -41,6 +41,7 @@ def plan(
     from deploykit.planner import plan as planner
     from deploykit.planner import render
 
+    fmt = fmt.lower()
     if fmt not in render.FORMATS:
         render.dump([], fmt)  # raises the one-line error
     result = planner.make_plan(
@@ -61,7 +62,7 @@ def models(
     from deploykit.planner import plan as planner
     from deploykit.planner import render
 
-    rows = planner.list_models()
+    rows, fmt = planner.list_models(), fmt.lower()
     _emit(render.models_table(rows) if fmt == "table" else render.dump(rows, fmt), output)
 
 
@@ -73,7 +74,7 @@ def gpus(
     from deploykit.planner import plan as planner
     from deploykit.planner import render
 
-    rows = planner.list_gpus()
+    rows, fmt = planner.list_gpus(), fmt.lower()
     _emit(render.gpus_table(rows) if fmt == "table" else render.dump(rows, fmt), output)
 
 

@@ -97,8 +97,9 @@ def efficiency(gpu: GpuProfile) -> dict:
 def link_gbs(gpu: GpuProfile) -> tuple[float, str]:
     """Per-direction GB/s between GPUs of one model instance, and the link kind.
 
-    NVLink counts only where the part sits on an NVSwitch baseboard; bridged PCIe cards (A100/H100 PCIe, H100 NVL)
-    bridge pairs only, so they are planned over PCIe.
+    NVLink counts for SXM-class modules (NVSwitch baseboards; V100 SXM2's hybrid cube mesh is taken as NVLink too,
+    an optimistic figure for tp > 4 there); bridged PCIe cards (A100/H100 PCIe, H100 NVL) bridge pairs only, so
+    they are planned over PCIe.
     """
     if gpu.nvlink_gbs and "PCIe" not in gpu.form_factor:
         return gpu.nvlink_gbs / 2, "nvlink"

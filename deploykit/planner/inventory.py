@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from deploykit.errors import DeployKitError
 from deploykit.planner.gpus import GpuProfile, alias_defaults, gpu_profiles
 
+MAX_COUNT = 100_000  # sanity bound: larger than any single cluster today (the largest are ~1e5 GPUs)
 _ITEM = re.compile(r"^\s*(?:(?P<count>[+-]?\d+)\s*[x*]\s*)?(?P<name>.+?)\s*$", re.IGNORECASE)
 
 
@@ -71,6 +72,9 @@ def parse_inventory(spec: str) -> list[InventoryItem]:
         count = int(m["count"]) if m["count"] is not None else 1
         if count < 1:
             raise DeployKitError(f"GPU count must be at least 1 in '{raw.strip()}'", "e.g. 1xH100")
+        if count > MAX_COUNT:
+            raise DeployKitError(f"GPU count {count} in '{raw.strip()}' is over {MAX_COUNT:,}",
+                                 "plan one cluster at a time")
         gpu, note = resolve_gpu(m["name"])
         if gpu.id in merged:
             prev = merged[gpu.id]

@@ -3,7 +3,8 @@
 tp divides the attention KV heads and the Gated DeltaNet key heads (and so the query / value heads), ep divides
 the routed experts (MoE only), pp splits the layers; dp replicas fill the GPUs that are left. An instance never
 spans two GPU kinds, and a unified-memory device (Jetson, DGX Spark) is its own machine: one GPU per instance.
-Layouts rank by aggregate decode throughput at the requested context, then by fewer GPUs.
+Layouts rank first by how much of the requested batch they hold (all of it beats some of it), then by aggregate
+decode throughput at the requested context, then by fewer GPUs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from deploykit.planner.memory import (
 from deploykit.planner.roofline import Perf, instance_perf
 
 
-PP_BEYOND_FIT = 2  # per (tp, ep): try the smallest fitting pp and one deeper, no more (search-time bound)
+PP_BEYOND_FIT = 2  # per (tp, ep): the smallest pp that holds the batch and one deeper, no more (search-time bound)
 
 
 @dataclass
@@ -48,6 +49,11 @@ class KindPlan:
     @property
     def aggregate_decode(self) -> float:
         return self.dp * self.perf.decode_tok_s_max if self.perf else 0.0
+
+    @property
+    def sequences(self) -> int:
+        """Concurrent sequences at the context over all replicas on this kind."""
+        return self.dp * self.max_batch_instance
 
 
 def _divisors(n: int, limit: int) -> list[int]:
@@ -84,16 +90,18 @@ def _evaluate(anat, gpu, count, precision, opts, lay, batch_share):
 
 
 def best_layout(anat: Anatomy, gpu: GpuProfile, count: int, precision: str, opts: Options, batch_share: int) -> KindPlan:
-    """Highest aggregate decode throughput that fits; else the attempt that came closest, with the reason."""
+    """The layout holding most of `batch_share` (up to all of it), then the highest aggregate decode throughput;
+    else the attempt that came closest, with the reason."""
     best, closest = None, None
     fitted: dict[tuple[int, int], int] = {}
     for lay in candidate_layouts(anat, gpu, count):  # pp ascending within each (tp, ep)
         if fitted.get((lay.tp, lay.ep), 0) >= PP_BEYOND_FIT:
-            continue  # deeper pipelines only add bubbles once the model fits
+            continue  # deeper pipelines only add bubbles once the model fits with the batch
         kp = _evaluate(anat, gpu, count, precision, opts, lay, batch_share)
         if kp.fits:
-            fitted[lay.tp, lay.ep] = fitted.get((lay.tp, lay.ep), 0) + 1
-            key = (-kp.aggregate_decode, kp.dp * lay.gpus)
+            if kp.sequences >= batch_share:
+                fitted[lay.tp, lay.ep] = fitted.get((lay.tp, lay.ep), 0) + 1
+            key = (-min(kp.sequences, batch_share), -kp.aggregate_decode, kp.dp * lay.gpus)
             if best is None or key < best[0]:
                 best = (key, kp)
         else:

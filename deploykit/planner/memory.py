@@ -58,7 +58,8 @@ class Stage:
     n_full: int
     n_linear: int
     n_layers: int
-    kv_per_token: float  # bytes per token of context per sequence
+    kv_per_token: float  # bytes per token of context per sequence (held: the MTP layer's KV included)
+    kv_read_per_token: float  # of those, read by a decode step (the MTP layer is not run by the plan)
     state_per_seq: float  # recurrent + conv state bytes per sequence
     logits_per_seq: float  # fp32 logits of the last stage during decode
     activations: float  # prefill-chunk workspace
@@ -171,7 +172,7 @@ def stages(anat: Anatomy, precision: str, layout: Layout, opts: Options, gpu: Gp
         out.append(Stage(
             weights=w + extra_w, weights_read=read, expert_bytes=exp_bytes, moe_layers=moe_layers,
             dense_params=dense_params, expert_params=exp_params, n_full=n_full, n_linear=len(layers) - n_full,
-            n_layers=len(layers), kv_per_token=kv_layer * (n_full + n_full_mtp),
+            n_layers=len(layers), kv_per_token=kv_layer * (n_full + n_full_mtp), kv_read_per_token=kv_layer * n_full,
             state_per_seq=state_layer * (len(layers) - n_full),
             logits_per_seq=(t.vocab_size / tp) * DTYPE_BYTES["fp32"] if last else 0.0,
             activations=act, overhead=overhead,

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError, model_validator
 
 from deploykit.errors import DeployKitError
 from deploykit.resources import profiles_dir
@@ -27,16 +27,16 @@ class TextConfig(BaseModel):
 
     model_config = ConfigDict(extra="allow")
 
-    vocab_size: int
-    hidden_size: int
-    num_hidden_layers: int
-    num_attention_heads: int
-    num_key_value_heads: int
-    head_dim: int
-    linear_num_key_heads: int
-    linear_num_value_heads: int
-    linear_key_head_dim: int
-    linear_value_head_dim: int
+    vocab_size: PositiveInt
+    hidden_size: PositiveInt
+    num_hidden_layers: PositiveInt
+    num_attention_heads: PositiveInt
+    num_key_value_heads: PositiveInt
+    head_dim: PositiveInt
+    linear_num_key_heads: PositiveInt
+    linear_num_value_heads: PositiveInt
+    linear_key_head_dim: PositiveInt
+    linear_value_head_dim: PositiveInt
     # transformers 5.23 Qwen3_5TextConfig defaults (S5) where a config omits a field.
     linear_conv_kernel_dim: int = 4
     full_attention_interval: int = 4
@@ -50,6 +50,23 @@ class TextConfig(BaseModel):
     max_position_embeddings: int = 262144
     tie_word_embeddings: bool = False
     mamba_ssm_dtype: str = "float32"
+
+    @model_validator(mode="after")
+    def _layer_types_match_layers(self) -> TextConfig:
+        kinds = {"full_attention", "linear_attention"}
+        if self.layer_types is not None:
+            if len(self.layer_types) != self.num_hidden_layers:
+                raise ValueError(f"layer_types has {len(self.layer_types)} entries for num_hidden_layers "
+                                 f"{self.num_hidden_layers}")
+            if not set(self.layer_types) <= kinds:
+                raise ValueError(f"layer_types may hold only {sorted(kinds)}")
+        if self.num_attention_heads % self.num_key_value_heads:
+            raise ValueError(f"num_attention_heads {self.num_attention_heads} is not a multiple of "
+                             f"num_key_value_heads {self.num_key_value_heads}")
+        if self.linear_num_value_heads % self.linear_num_key_heads:
+            raise ValueError(f"linear_num_value_heads {self.linear_num_value_heads} is not a multiple of "
+                             f"linear_num_key_heads {self.linear_num_key_heads}")
+        return self
 
     def resolved_layer_types(self) -> list[str]:
         """layer_types, or the pattern transformers derives from full_attention_interval."""
@@ -111,14 +128,17 @@ def spec_from_hf_config(cfg: dict, *, name: str, source: str, aliases=(), hf_rep
         )
     text_cfg = cfg.get("text_config", cfg)
     vision_cfg = cfg.get("vision_config")
+    if not isinstance(text_cfg, dict) or not isinstance(vision_cfg, (dict, type(None))):
+        raise DeployKitError(f"{source}: text_config / vision_config must be JSON objects", "check the config.json")
     tie = cfg.get("tie_word_embeddings", text_cfg.get("tie_word_embeddings", False))
     try:
         text = TextConfig.model_validate(text_cfg)
         vision = VisionConfig.model_validate(vision_cfg) if vision_cfg else None
     except ValidationError as exc:
         err = exc.errors()[0]
-        field = ".".join(str(p) for p in err["loc"])
-        raise DeployKitError(f"{source}: config field '{field}': {err['msg']}", "check the config.json") from None
+        field = ".".join(str(p) for p in err["loc"]) or "text_config"
+        msg = err["msg"].removeprefix("Value error, ")
+        raise DeployKitError(f"{source}: config field '{field}': {msg}", "check the config.json") from None
     if text.num_experts and not (text.num_experts_per_tok and text.moe_intermediate_size):
         raise DeployKitError(f"{source}: MoE config lacks num_experts_per_tok or moe_intermediate_size")
     if not text.num_experts and not text.intermediate_size:
@@ -158,6 +178,8 @@ def _load_local(path: Path) -> ModelSpec:
         cfg = json.loads(cfg_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise DeployKitError(f"cannot read '{cfg_path}': {exc}", "pass a valid HF config.json") from None
+    if not isinstance(cfg, dict):
+        raise DeployKitError(f"'{cfg_path}' is not a JSON object", "pass a valid HF config.json")
     name = cfg.get("_name_or_path") or (path.name if path.is_dir() else path.parent.name) or cfg_path.stem
     return spec_from_hf_config(cfg, name=str(name), source=str(cfg_path))
 

@@ -158,10 +158,15 @@ def make_plan(
         precision = [p.strip().lower() for p in precision.split(",") if p.strip()]
     precisions = list(PRECISIONS) if precision in ([], ["all"]) else list(dict.fromkeys(precision))
     mem_util = runtime("memory_utilization") if mem_util is None else mem_util
+    kv_dtype, state_dtype = kv_dtype.lower(), state_dtype.lower()
     _check_options(precisions, batch, kv_dtype, state_dtype, mem_util)
     if os_reserve_gib is not None and os_reserve_gib < 0:
-        raise DeployKitError(f"--os-reserve-gib must be >= 0, got {os_reserve_gib}")
-    specs = [resolve_model(m) for m in models] if models else list(catalog())
+        raise DeployKitError(f"--os-reserve-gib must be >= 0, got {os_reserve_gib}", "e.g. --os-reserve-gib 1.5")
+    for item in items:
+        if os_reserve_gib is not None and item.gpu.unified_memory and os_reserve_gib >= item.gpu.usable_gib:
+            raise DeployKitError(f"--os-reserve-gib {os_reserve_gib} leaves nothing of the {item.gpu.usable_gib} GiB "
+                                 f"of {item.gpu.short}", "reserve less than the device's memory")
+    specs = list({(s.name, s.source): s for s in map(resolve_model, models)}.values()) if models else list(catalog())
     opts = Options(parse_context(context), batch, kv_dtype, state_dtype, not text_only, mtp, mem_util, os_reserve_gib)
     entries = [_entry(spec, p, items, opts) for spec in specs for p in precisions]
     notes = [i.default_note for i in items if i.default_note]

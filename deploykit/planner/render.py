@@ -127,6 +127,8 @@ def dump(obj: BaseModel | list, fmt: str) -> str:
 def write_atomic(path: str | Path, text: str) -> None:
     """Write via a temp file in the same folder and rename, so a failure leaves no partial file."""
     path = Path(path)
+    if path.is_dir():
+        raise DeployKitError(f"-o '{path}' is a folder", "give a file name, e.g. -o plan.json")
     if not path.parent.exists():
         raise DeployKitError(f"folder '{path.parent}' does not exist", "create it or choose another -o path")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")

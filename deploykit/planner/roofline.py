@@ -77,7 +77,7 @@ def _stage_time(st, anat, lay, m, opts, tokens_rank, tokens_all, span, decode, l
     touched = expected_experts(t.num_experts, k, tokens_all) if st.moe_layers else 0.0
     nbytes = st.weights_read + st.moe_layers * touched / lay.ep * st.expert_bytes
     if decode:
-        nbytes += tokens_rank * (span * st.kv_per_token + 2 * st.state_per_seq)
+        nbytes += tokens_rank * (span * st.kv_read_per_token + 2 * st.state_per_seq)
     attn_span = span if decode else span / 2
     gdn = t.linear_num_value_heads * t.linear_key_head_dim * t.linear_value_head_dim
     flops = 2 * tokens_rank * st.dense_params
@@ -92,8 +92,9 @@ def _decode_tok_s(sts, anat, lay, m, opts, batch: int) -> float:
     b_rank = math.ceil(batch / lay.ep)
     micro = max(1, min(lay.pp, b_rank))
     b_micro = math.ceil(b_rank / micro)
+    tokens_all = math.ceil(batch / micro)  # sequences of one micro-batch over all ep ranks (1 for batch 1)
     times = [
-        _stage_time(st, anat, lay, m, opts, b_micro, b_micro * lay.ep, opts.context, True, i == len(sts) - 1)
+        _stage_time(st, anat, lay, m, opts, b_micro, tokens_all, opts.context, True, i == len(sts) - 1)
         for i, st in enumerate(sts)
     ]
     round_time = max(sum(times), micro * max(times))
@@ -106,11 +107,13 @@ def instance_perf(sts: list[Stage], anat: Anatomy, gpu: GpuProfile, precision: s
     b1 = _decode_tok_s(sts, anat, lay, m, opts, 1)
     bmax = _decode_tok_s(sts, anat, lay, m, opts, max(1, max_batch))
     chunk = min(opts.context, runtime("prefill_chunk_tokens"))
-    times = [
-        _stage_time(st, anat, lay, m, opts, chunk, chunk * lay.ep, opts.context, False, i == len(sts) - 1)
-        for i, st in enumerate(sts)
-    ]
-    prefill = lay.ep * chunk / max(times)
-    chunks = math.ceil(opts.context / chunk)
-    ttft = (chunks + lay.pp - 1) * max(times) + 1.0 / b1
+
+    def chunk_time(prompts: int) -> float:
+        """One prefill chunk on every stage, `prompts` prompts in flight (one per attention rank at most)."""
+        return max(_stage_time(st, anat, lay, m, opts, chunk, chunk * prompts, opts.context, False, i == len(sts) - 1)
+                   for i, st in enumerate(sts))
+
+    one = chunk_time(1)
+    prefill = lay.ep * chunk / (chunk_time(lay.ep) if lay.ep > 1 else one)  # every ep rank on its own prompt
+    ttft = (math.ceil(opts.context / chunk) + lay.pp - 1) * one + 1.0 / b1  # one prompt alone
     return Perf(b1, bmax, prefill, ttft * 1e3)

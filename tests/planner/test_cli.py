@@ -28,6 +28,9 @@ THROUGHPUT_KEYS = {"decode_tok_s_b1", "decode_tok_s_max", "prefill_tok_s", "ttft
         (["plan", "--gpus", "4xA100", "--batch", "0"], "--batch must be at least 1"),
         (["plan", "--gpus", "4xA100", "--format", "xml"], "unknown --format 'xml'"),
         (["plan", "--gpus", "4xA100", "--kv-dtype", "int8"], "unknown --kv-dtype"),
+        (["plan", "--gpus", "4xA100", "-o", "."], "is a folder"),
+        (["plan", "--gpus", "99999999999999999999xH100"], "is over 100,000"),
+        (["plan", "--gpus", "orin-nano", "--os-reserve-gib", "100"], "leaves nothing of the"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(args, message, capsys):
@@ -127,4 +130,34 @@ def test_explain_a_local_checkpoint_by_its_name(tmp_path, capsys, monkeypatch):
 def test_usage_errors_exit_2_without_traceback(args, capsys):
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "Error:" in err and "Traceback" not in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert "see 'deploykit plan --help'" in err
+
+
+@pytest.mark.parametrize("text_config, message", [
+    ({"num_key_value_heads": 0}, "'num_key_value_heads': Input should be greater than 0"),
+    ({"layer_types": ["linear_attention"] * 3}, "layer_types has 3 entries for num_hidden_layers 32"),
+    ({"head_dim": -256}, "'head_dim': Input should be greater than 0"),
+    ({"linear_num_key_heads": 5}, "is not a multiple of linear_num_key_heads 5"),
+])
+def test_implausible_local_configs_are_one_line_errors(tmp_path, capsys, text_config, message):
+    import copy
+    import json
+
+    from deploykit.planner.models import resolve_model
+
+    base = resolve_model("9b")
+    cfg = {"model_type": "qwen3_5", "text_config": {**copy.deepcopy(base.text.model_dump()), **text_config}}
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    assert main(["plan", "--gpus", "1xH100", "--model", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and err.count("\n") == 1
+
+
+def test_choices_ignore_case_and_repeated_models_plan_once(capsys):
+    assert main(["plan", "--gpus", "1xH100", "-m", "9b", "-m", "9B", "-p", "BF16", "--kv-dtype", "FP8", "-f", "JSON"]) == 0
+    import json
+
+    plan = json.loads(capsys.readouterr().out)
+    assert [(e["model"], e["precision"]) for e in plan["entries"]] == [("Qwen3.5-9B", "bf16")]
+    assert plan["request"]["kv_dtype"] == "fp8"

@@ -130,3 +130,23 @@ def test_large_inventories_use_wide_expert_parallelism():
     plan = make_plan("64xH100", models=["397b"], precision="bf16")  # 807 GB of bf16 weights: needs > 8 GPUs
     e = plan.entries[0]
     assert e.fits and e.layout.ep > 1 and e.layout.gpus <= 64
+
+
+@pytest.mark.parametrize("gpus, model, precision, batch", [
+    ("4xrtx4090", "35b-a3b", "int4", 50), ("8xH100", "397b", "fp8", 100), ("4xA100", "27b", "bf16", 150),
+])
+def test_a_layout_that_holds_the_batch_is_chosen_when_one_exists(gpus, model, precision, batch):
+    """The fastest layout at its own largest batch may hold fewer sequences than --batch; another may hold them."""
+    from deploykit.planner.anatomy import anatomy
+    from deploykit.planner.inventory import parse_inventory
+    from deploykit.planner.layout import _evaluate, candidate_layouts
+    from deploykit.planner.memory import Options
+    from deploykit.planner.models import resolve_model
+
+    (item,) = parse_inventory(gpus)
+    anat, opts = anatomy(resolve_model(model)), Options(context=32768, batch=batch)
+    held = max(_evaluate(anat, item.gpu, item.count, precision, opts, lay, batch).sequences
+               for lay in candidate_layouts(anat, item.gpu, item.count))
+    (entry,) = make_plan(gpus, models=[model], precision=precision, batch=batch).entries
+    assert entry.fits == (held >= batch)
+    assert entry.max_batch >= min(held, batch)

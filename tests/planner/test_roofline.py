@@ -73,3 +73,30 @@ def test_tensor_parallel_pays_all_reduce_time():
         tp1 = _evaluate(a, g, 4, "int4", Options(context=4096), Layout(tp=1), 1).perf.decode_tok_s_b1
         tp4 = _evaluate(a, g, 4, "int4", Options(context=4096), Layout(tp=4), 1).perf.decode_tok_s_b1
         assert tp1 < tp4 < 4 * tp1  # faster, but not perfectly: 2 all-reduces per layer
+
+
+def test_one_sequence_under_expert_parallelism_touches_top_k_experts():
+    """Batch 1 on tp1 ep8: one token touches k = 8 experts in all, one per rank on average (not k per rank).
+    Hand formula: bytes = non-expert active bytes + (k / ep) experts per MoE layer + state + KV; plus two
+    all-to-alls per MoE layer (latency + k x hidden x 2 bytes x (ep-1)/ep over NVLink, 900/2 GB/s on H200)."""
+    from deploykit.planner.inventory import resolve_gpu
+    from deploykit.planner.layout import _evaluate
+    from deploykit.planner.memory import Layout, Options
+
+    a = anatomy(resolve_model("35b-a3b"))
+    h200 = resolve_gpu("h200")[0]
+    expert = 2 * 3 * 2048 * 512  # bf16 gate, up, down of one routed expert (qwen35.md: hidden 2048, moe 512)
+    nonexp = 2 * (a.params_active - 248320 * 2048) - 40 * 8 * expert  # active minus embedding and the k experts
+    nbytes = nonexp + 40 * (8 / 8) * expert + 2 * (62_914_560 + 1_474_560) + 20_480
+    comm = 2 * 40 * (8e-6 + 8 * 2048 * 2 * (7 / 8) / 450e9)
+    hand = 1 / (nbytes / (4.8e12 * 0.90) + comm)
+    opts = Options(context=1, vision=False, mtp=False)
+    kp = _evaluate(a, h200, 8, "bf16", opts, Layout(tp=1, ep=8), 1)
+    assert kp.perf.decode_tok_s_b1 == pytest.approx(hand, rel=0.001)
+
+
+def test_the_mtp_layer_is_held_but_not_read_by_decode():
+    with_mtp = _one("1xH100", "0.8b", "bf16", context="256k")
+    without = _one("1xH100", "0.8b", "bf16", context="256k", mtp=False)
+    assert with_mtp.throughput.decode_tok_s_b1 == pytest.approx(without.throughput.decode_tok_s_b1, rel=1e-9)
+    assert with_mtp.max_batch < without.max_batch  # its weights and KV cache still take memory
