@@ -29,7 +29,7 @@ from deploykit.ops.contract import DOMAIN, ONNX_OPS
 
 class BuildOptions(BaseModel):
     backend: str = "tensorrt-rtx"
-    targets: list[str] = Field(default_factory=lambda: ["sm89"])
+    targets: list[str] = Field(default_factory=list)  # [] = the backend's default: sm89 (RTX), the local GPU
     profiles: list[ProfileSpec] = Field(default_factory=default_profiles)
     plugins: bool = True  # False: build every deploykit node from its reference body
     optimization_level: int | None = None  # TensorRT builder_optimization_level (0-5); None = TensorRT default
@@ -60,7 +60,11 @@ def _onnx_outline(path: Path) -> tuple[list[tuple[str, tuple]], list[tuple[str, 
     """Graph inputs (with dim names), deploykit nodes and their plugin_version, read without the weights."""
     import onnx
 
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf's DecodeError / ParseError: not an ONNX file at all
+        raise DeployKitError(f"{path.name} is not an ONNX model ({type(exc).__name__})",
+                             "pass the model.onnx of a `deploykit export` folder") from None
     inits = {i.name for i in model.graph.initializer}
     inputs = []
     for vi in model.graph.input:
@@ -137,11 +141,14 @@ def _add_profiles(parsed: ParsedModel, config, profiles: list[ProfileSpec],
     return stamps
 
 
-def _build_hint(backend: Backend, options: BuildOptions, error: str) -> str:
+def _build_hint(parsed: ParsedModel, options: BuildOptions, error: str) -> str:
     # TensorRT for RTX 1.7.1 fails in Myelin ("CHECK(is_const()) failed") on the GatedDeltaRule reference body
     # (ONNX Scan -> loop layers) when a profile pins batch to 1 while tokens vary (tests/builder/test_builder.py).
+    # The body is built when plugins are off, or when the export was decomposed (no deploykit nodes left).
+    backend = parsed.backend
     pinned = [p.name for p in options.profiles if p.batch.max == 1 and p.tokens.min != p.tokens.max]
-    if backend.is_rtx and not options.plugins and "is_const" in error and pinned:
+    inlined = not options.plugins or not parsed.deploykit_nodes
+    if backend.is_rtx and inlined and "is_const" in error and pinned:
         return (f"known TensorRT for RTX {backend.version} failure for the inlined GatedDeltaRule body with batch "
                 f"fixed at 1 (profile {', '.join(pinned)}): use --max-batch 2 or build with plugins")
     return "see the TensorRT log with DEPLOYKIT_DEBUG=1"
@@ -151,12 +158,28 @@ def _write_temp(path: Path, data) -> Path:
     """Writes `data` (bytes or a buffer such as TensorRT's IHostMemory, not copied) beside `path`; returns the temp."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; an engine is read by servers of other users
         with os.fdopen(fd, "wb") as f:
             f.write(memoryview(data))
     except BaseException:
         os.unlink(tmp)
         raise
     return Path(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _external_data_files(onnx_path: Path) -> list[Path]:
+    """The files an ONNX model's initializers point into (external data), read without loading them."""
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    names = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    return [onnx_path.parent / n for n in sorted(names) if (onnx_path.parent / n).is_file()]
 
 
 def default_engine_path(onnx_path: Path, targets: list[str], plugins: bool) -> Path:
@@ -170,6 +193,8 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     """Parses, builds, and writes `engine_path` plus `engine_path.json` (the manifest)."""
     options = options or BuildOptions()
     onnx_path = Path(onnx_path)
+    if options.optimization_level is not None and not 0 <= options.optimization_level <= 5:
+        raise DeployKitError(f"optimization level {options.optimization_level} is out of range", "use 0-5")
     start = time.perf_counter()
     parsed = parse_onnx(onnx_path, options.backend, options.plugins)
     backend = parsed.backend
@@ -183,7 +208,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     if engine is None:
         errors = parsed.log.errors() or ["no error message"]
         raise DeployKitError(f"TensorRT could not build {onnx_path.name}: {errors[-1].splitlines()[0]}",
-                             _build_hint(backend, options, errors[-1]))
+                             _build_hint(parsed, options, errors[-1]))
     engine_path = Path(engine_path) if engine_path else default_engine_path(onnx_path, targets, options.plugins)
     engine_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_engine = _write_temp(engine_path, engine)
@@ -193,10 +218,12 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
         manifest = EngineManifest(
             deploykit_version=__version__, tensorrt_flavour=backend.name, tensorrt_version=backend.version,
             targets=targets, onnx=file_stamp(onnx_path, engine_path.parent),
+            onnx_data=[file_stamp(f, engine_path.parent) for f in _external_data_files(onnx_path)],
             engine=file_stamp(tmp_engine, engine_path.parent, name=engine_path.name),
             plugins=[p for p in registration.plugin_stamps() if p.name in used],
             plugin_layers=len(parsed.report.plugin_layers()), layer_types=parsed.report.layer_types(),
             inputs=parsed.report.inputs, outputs=parsed.report.outputs, profiles=profile_stamps,
+            optimization_level=options.optimization_level,
             build_seconds=round(time.perf_counter() - start, 3),
         )
         tmp_manifest = _write_temp(engine_path, manifest.model_dump_json(indent=2).encode())

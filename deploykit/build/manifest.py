@@ -40,6 +40,7 @@ class EngineManifest(BaseModel):
     tensorrt_version: str
     targets: list[str]  # compute capabilities, e.g. ["sm89"]
     onnx: FileStamp
+    onnx_data: list[FileStamp] = []  # the external-data files holding the weights (model.onnx has none)
     engine: FileStamp
     plugins: list[PluginStamp]  # plugins the engine's PLUGIN_V3 layers use ([] = bodies inlined)
     plugin_layers: int
@@ -47,6 +48,7 @@ class EngineManifest(BaseModel):
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     profiles: list[ProfileStamp]
+    optimization_level: int | None = None  # builder_optimization_level asked for (None: TensorRT's default)
     build_seconds: float
 
 

@@ -30,6 +30,7 @@ EXTRAS = {"tensorrt-rtx": "tensorrt-rtx", "tensorrt": "tensorrt"}
 # (ComputeCapability enum of tensorrt_rtx_bindings 1.7.1; SM75 is listed but SM 7.5 builds are not our target,
 # and there is no SM 9.0: Hopper is datacenter TensorRT's). Source: shared/reference/tensorrt-rtx.md.
 RTX_TARGETS = ("sm75", "sm80", "sm86", "sm89", "sm120", "sm121")
+RTX_DEFAULT_TARGET = "sm89"  # Ada: RTX 4090 / RTX 6000 Ada / L40S, the most common RTX-class target
 
 
 @dataclass
@@ -84,6 +85,7 @@ class Backend:
         targets = [normalize_target(t) for t in targets]
         if not self.is_rtx:
             return self._datacenter_target(targets)
+        targets = targets or [RTX_DEFAULT_TARGET]
         bad = [t for t in targets if t not in RTX_TARGETS]
         if bad:
             raise DeployKitError(

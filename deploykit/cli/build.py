@@ -39,8 +39,9 @@ def register(app: typer.Typer) -> None:
         out: Annotated[Path, typer.Argument(help="Export output folder (or an .onnx file).")],
         backend: Annotated[str, typer.Option(help="tensorrt-rtx (builds without a GPU), tensorrt, or auto.")]
         = "tensorrt-rtx",
-        target: Annotated[list[str] | None, typer.Option("--target", help="Compute capability (default sm89); "
-                                                         "repeat for several.")] = None,
+        target: Annotated[list[str] | None, typer.Option("--target", help="Compute capability, repeat for several "
+                                                         "(default: sm89 for tensorrt-rtx, the local GPU for "
+                                                         "tensorrt).")] = None,
         max_batch: Annotated[int, typer.Option(help="Largest batch the engine accepts.")] = 1,
         max_tokens: Annotated[int, typer.Option(help="Largest prefill chunk (new tokens per call).")] = 128,
         max_past: Annotated[int, typer.Option(help="Largest past length (tokens already in the cache).")] = 1024,
@@ -60,7 +61,7 @@ def register(app: typer.Typer) -> None:
         bad = [d for d in dim or [] if d.count("=") != 1]
         if bad:
             raise DeployKitError(f"--dim {bad[0]} is not NAME=ROLE", "for example --dim s53=total")
-        options = BuildOptions(backend=backend, targets=target or ["sm89"], plugins=plugins,
+        options = BuildOptions(backend=backend, targets=target or [], plugins=plugins,
                                optimization_level=opt_level, dim_roles=dict(d.split("=") for d in dim or []),
                                profiles=default_profiles(max_batch, max_tokens, max_past))
         result = build_engine(onnx_path, output, options)

@@ -40,6 +40,10 @@ def register(app: typer.Typer) -> None:
         quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
     ) -> None:
         """Export a Qwen3.5 model to ONNX (one graph for prefill and decode, explicit states)."""
+        from deploykit.errors import require
+
+        for module in ("torch", "onnx", "onnxscript", "safetensors"):
+            require(module, "export")
         from deploykit.export import export_onnx
 
         r = export_onnx(

@@ -29,8 +29,14 @@ def register(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option(help="Seed of the random prompts.")] = 0,
     ) -> None:
         """Compare the exported model on ONNX Runtime with the PyTorch reference, step by step."""
+        from deploykit.errors import DeployKitError, require
+
+        for module in ("torch", "onnxruntime"):
+            require(module, "export")
         from deploykit.validate import validate_export
 
+        if report and not report.parent.is_dir():  # before the run, so that its results are not lost
+            raise DeployKitError(f"--report folder {report.parent} does not exist", "create it first")
         r = validate_export(out, reference=reference, prompts=prompts, decode_steps=decode_steps, seed=seed)
         if report:
             report.write_text(r.model_dump_json(indent=2) + "\n")

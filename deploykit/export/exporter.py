@@ -23,8 +23,10 @@ import torch
 
 from deploykit.errors import DeployKitError
 from deploykit.export.manifest import MANIFEST_NAME, Manifest
+from deploykit.export.weights import DATA_FILE
 
 MODEL_FILE = "model.onnx"
+EXPORT_FILES = (MODEL_FILE, DATA_FILE, MANIFEST_NAME)
 DTYPES = {
     "fp32": torch.float32,
     "float32": torch.float32,
@@ -77,6 +79,14 @@ def _prepare_out(out_dir: Path) -> Path:
             f"{out_dir} exists, is not empty and is not a deploykit export",
             "choose an empty or new output directory",
         )
+    if out_dir.exists():  # an earlier export is replaced whole: refuse when that would delete other files
+        others = sorted(p.name for p in out_dir.iterdir() if p.name not in EXPORT_FILES)
+        if others:
+            raise DeployKitError(
+                f"{out_dir} holds files that are not part of the export ({', '.join(others[:3])}"
+                f"{', ...' if len(others) > 3 else ''}), which replacing the export would delete",
+                "move them (engines built from the old export no longer match it) or export to another directory",
+            )
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
     if tmp.exists():
@@ -86,14 +96,22 @@ def _prepare_out(out_dir: Path) -> Path:
 
 
 def _commit(tmp: Path, out_dir: Path) -> None:
-    """Moves the finished export into place; an older export at out_dir is removed only afterwards."""
-    old = None
-    if out_dir.exists():
-        old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    """Moves the finished export into place, its manifest last; an older export at out_dir goes only then.
+
+    A new out_dir is the temp folder renamed. An existing one (perhaps the current folder: `-o .`) keeps its
+    inode: the old export's files move aside first, so an interruption leaves no deploykit.json there."""
+    if not out_dir.exists():
+        tmp.rename(out_dir)
+        return
+    old = out_dir.parent / f".{out_dir.name}.old-{os.getpid()}"
+    old.mkdir()
+    for name in EXPORT_FILES:
+        if (out_dir / name).exists():
+            (out_dir / name).rename(old / name)
+    for name in sorted(os.listdir(tmp), key=lambda n: n == MANIFEST_NAME):
+        (tmp / name).rename(out_dir / name)
+    tmp.rmdir()
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def export_onnx(
@@ -118,7 +136,7 @@ def export_onnx(
     from deploykit.export.write import write_initializers
 
     start = time.time()
-    out_dir = Path(out_dir)
+    out_dir = Path(out_dir).resolve()  # "-o ." must name the folder, so that it can be renamed into place
     tdtype = _dtype(dtype)
     if isinstance(model_or_checkpoint, torch.nn.Module):  # an in-memory Qwen35: traced with its own weights
         model, cfg = model_or_checkpoint.eval(), model_or_checkpoint.config

@@ -80,7 +80,15 @@ class Manifest(BaseModel):
                 f"{out_dir} has no {MANIFEST_NAME}, so it is not a complete deploykit export",
                 "run `deploykit export MODEL -o DIR` first",
             )
-        return cls.model_validate_json(path.read_text())
+        from pydantic import ValidationError
+
+        try:
+            return cls.model_validate_json(path.read_text())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(x) for x in first["loc"]) or "the file"
+            raise DeployKitError(f"{path} is not a valid deploykit export manifest ({where}: {first['msg']})",
+                                 "re-export with `deploykit export`") from None
 
 
 def config_hash(config: dict) -> str:

@@ -10,7 +10,6 @@ down_proj) or per expert (`experts.{e}.gate_proj|up_proj|down_proj.weight`), whi
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,11 +59,11 @@ def _hf_cache_snapshot(repo: str) -> Path | None:
 
 def resolve_source(model: str | Path, weights: str | Path | None, random_weights: bool) -> ModelSource:
     """Config and checkpoint for MODEL; DeployKitError naming the fix when weights are missing."""
+    from deploykit.model.config import read_config_json
+
     path = Path(model)
     if path.is_dir():
-        if not (path / "config.json").is_file():
-            raise DeployKitError(f"{path} has no config.json", "pass a Hugging Face checkpoint directory")
-        config = json.loads((path / "config.json").read_text())
+        config = read_config_json(path)
         ckpt = None if random_weights else path
     else:
         entry = _catalog_entry(str(model))
@@ -82,6 +81,8 @@ def resolve_source(model: str | Path, weights: str | Path | None, random_weights
                     f"no weights found for {entry['name']} ({entry.get('hf_repo')})",
                     "pass --weights DIR, download it to the HF cache, or use --random-weights",
                 )
+            if (ckpt / "config.json").is_file():  # the checkpoint's own config (a fine-tune's rope, eps, tying)
+                config = read_config_json(ckpt)
     if weights and path.is_dir() and not random_weights:
         ckpt = Path(weights)
     files = sorted(ckpt.glob("*.safetensors")) if ckpt else []
@@ -96,13 +97,15 @@ class CheckpointReaders:
     """param name -> TensorReader over the checkpoint, without loading tensors."""
 
     def __init__(self, files: list[Path], tied: bool):
-        from safetensors import safe_open
+        from deploykit.model.loader import read_header, refuse_quantized, text_name
 
         self.tied = tied
         self.where: dict[str, Path] = {}
         for f in files:
-            with safe_open(f, framework="pt") as h:
-                self.where.update({k: f for k in h.keys()})  # noqa: SIM118  (safe_open is not a mapping)
+            for entry in read_header(f):  # bounds-checked header: a corrupt shard is a one-line error
+                if text_name(entry.name) is not None:  # vision / MTP tensors are not exported
+                    refuse_quantized(entry)
+                self.where[entry.name] = f
 
     def _slice_reader(self, key: str) -> TensorReader:
         from safetensors import safe_open

@@ -98,6 +98,13 @@ def _layer_types(text: dict) -> list[str]:
 
 def parse_config(raw: dict) -> TextConfig:
     """TextConfig from a config.json dict; DeployKitError for anything that is not a Qwen3.5 text config."""
+    if not isinstance(raw, dict):
+        raise DeployKitError("config.json is not a JSON object", "pass a Hugging Face checkpoint's config.json")
+    quant = raw.get("quantization_config") or (raw.get("text_config") or {}).get("quantization_config")
+    if quant:
+        method = quant.get("quant_method", "?") if isinstance(quant, dict) else "?"
+        raise DeployKitError(f"config.json declares a quantized checkpoint (quant_method {method!r}): its weights "
+                             "are not bf16/fp16/fp32", "use the bf16 checkpoint; quantization happens at build time")
     model_type = raw.get("model_type", "")
     if model_type in WRAPPER_MODEL_TYPES:
         text = dict(raw.get("text_config") or {})
@@ -134,14 +141,19 @@ def parse_config(raw: dict) -> TextConfig:
         raise DeployKitError(f"config.json is not a valid Qwen3.5 text config: {' '.join(first[:3])}") from None
 
 
-def load_config(path: str | Path) -> TextConfig:
-    """TextConfig from a checkpoint directory or a config.json path."""
+def read_config_json(path: str | Path) -> dict:
+    """The raw config.json of a checkpoint directory (or the file itself); one-line errors."""
     path = Path(path)
     file = path / "config.json" if path.is_dir() else path
     if not file.is_file():
         raise DeployKitError(f"no config.json at {file}", "pass a Hugging Face checkpoint directory")
     try:
-        raw = json.loads(file.read_text())
-    except json.JSONDecodeError as exc:
-        raise DeployKitError(f"{file} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
-    return parse_config(raw)
+        return json.loads(file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        where = f" ({exc.msg} at line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
+        raise DeployKitError(f"{file} is not valid JSON{where}", "re-download config.json") from None
+
+
+def load_config(path: str | Path) -> TextConfig:
+    """TextConfig from a checkpoint directory or a config.json path."""
+    return parse_config(read_config_json(path))

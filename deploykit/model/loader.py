@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
              "F8_E4M3": torch.float8_e4m3fn, "F8_E5M2": torch.float8_e5m2, "I64": torch.int64,
              "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8, "BOOL": torch.bool}
+UNQUANTIZED = ("F64", "F32", "F16", "BF16")
+# scale / zero-point tensors of FP8 (Qwen's *_scale_inv), AWQ / GPTQ / compressed-tensors checkpoints
+QUANT_SUFFIXES = ("_scale_inv", ".weight_scale", ".input_scale", ".qweight", ".qzeros", ".scales", ".g_idx",
+                  ".weight_packed", ".weight_zero_point")
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 MAX_HEADER = 100 * 2**20  # safetensors itself refuses headers over 100 MB (safetensors/src/tensor.rs)
 SKIPPED = {"model.visual.": "vision tower", "visual.": "vision tower", "mtp.": "MTP head", "model.mtp.": "MTP head"}
@@ -97,6 +101,14 @@ def read_header(file: Path) -> list[Entry]:
     return entries
 
 
+def refuse_quantized(entry: Entry) -> None:
+    """Quantized weights (FP8 e4m3 with block scales, INT4 packs, ...) would be read as plain numbers: refuse."""
+    if entry.dtype not in UNQUANTIZED or entry.name.endswith(QUANT_SUFFIXES):
+        raise DeployKitError(f"tensor {entry.name} in {entry.file.name} ({entry.dtype}) belongs to a quantized "
+                             "checkpoint; deploykit reads bf16 / fp16 / fp32 weights",
+                             "use the bf16 checkpoint; quantization happens at build time")
+
+
 def checkpoint_files(path: Path) -> list[Path]:
     """The safetensors shards of a checkpoint directory (from the index when there is one)."""
     if path.is_file():
@@ -126,7 +138,7 @@ def checkpoint_files(path: Path) -> list[Path]:
     return files
 
 
-def _text_name(name: str) -> str | None:
+def text_name(name: str) -> str | None:
     """Checkpoint name -> our parameter name, or None when it is a skipped (vision / MTP) tensor."""
     if any(name.startswith(p) for p in SKIPPED):
         return None
@@ -160,13 +172,14 @@ def _plan(model: Qwen35, entries: list[Entry], report: LoadReport):
     tied = model.config.tie_word_embeddings
     plan, filled = [], {name: 0 for name in params}
     for entry in entries:
-        ours = _text_name(entry.name)
+        ours = text_name(entry.name)
         if ours is None:
             what = next(v for k, v in SKIPPED.items() if entry.name.startswith(k))
             report.skipped[what] = report.skipped.get(what, 0) + 1
             continue
         if IGNORED.search(ours) or (tied and ours == "lm_head.weight"):
             continue
+        refuse_quantized(entry)
         dest = _destination(model, params, ours)
         if dest is None:
             raise DeployKitError(f"unexpected tensor {entry.name} in {entry.file.name}: not part of the model "
@@ -177,9 +190,6 @@ def _plan(model: Qwen35, entries: list[Entry], report: LoadReport):
             raise DeployKitError(f"shape mismatch for {entry.name} in {entry.file.name}: checkpoint has "
                                  f"{list(entry.shape)}, config.json implies {list(expected)}",
                                  "check that config.json belongs to these weights")
-        if not ST_DTYPES[entry.dtype].is_floating_point:
-            raise DeployKitError(f"tensor {entry.name} has dtype {entry.dtype}; quantized or integer weights "
-                                 "are not supported by the reference loader")
         filled[pname] += math.prod(expected)
         plan.append((entry, pname, view))
     for pname, p in params.items():

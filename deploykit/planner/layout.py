@@ -25,7 +25,6 @@ from deploykit.planner.memory import (
 )
 from deploykit.planner.roofline import Perf, instance_perf
 
-
 PP_BEYOND_FIT = 2  # per (tp, ep): the smallest pp that holds the batch and one deeper, no more (search-time bound)
 
 

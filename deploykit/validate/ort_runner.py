@@ -25,6 +25,11 @@ def make_session(model_path: Path, providers: list[str] | None = None, threads: 
     # every local execution provider (CUDA, TensorRT, ... when installed); Azure's is a remote stub
     available = [p for p in ort.get_available_providers() if p != "AzureExecutionProvider"]
     providers = [p for p in (providers or available) if p in available] or ["CPUExecutionProvider"]
+    if not Path(model_path).is_file():
+        from deploykit.errors import DeployKitError
+
+        raise DeployKitError(f"the export lists {Path(model_path).name}, which is missing from {Path(model_path).parent}",
+                             "re-export with `deploykit export`")
     try:
         return ort.InferenceSession(str(model_path), sess_options=opts, providers=providers)
     except Exception as exc:  # ORT raises its own pybind exception types

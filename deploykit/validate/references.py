@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from deploykit.errors import DeployKitError
+
 
 def _text_config_dict(checkpoint: Path, layers: int | None) -> tuple[dict, bool]:
     raw = json.loads((checkpoint / "config.json").read_text())
@@ -166,7 +168,8 @@ class DeploykitReference:
                     update={"num_hidden_layers": layers, "layer_types": cfg.layer_types[:layers]}
                 )
             if checkpoint is not None:
-                raise ValueError("--reference deploykit of a --layers export needs --random-weights")
+                raise DeployKitError("--reference deploykit cannot cut a checkpoint to the export's --layers",
+                                     "use --reference hf for a --layers export of a checkpoint")
             self.model = random_model(cfg, dtype=torch.float32, seed=seed or 0)
         self.model.eval()
         self.state = None

@@ -47,3 +47,15 @@ def test_unnamed_dynamic_dim_needs_dim_option(backend, save, capsys):
     assert main(["build", str(path), "--dim", "s53=tokens", "--max-tokens", "4"]) == 0
     stamp = json.loads((path.parent / "model.sm89.engine.json").read_text())
     assert stamp["profiles"][0]["shapes"]["gdr_q"][2] == [1, 4, 2, 8]  # batch max 1, tokens max 4
+
+
+def test_files_that_are_not_onnx_and_bad_levels_are_one_line_errors(backend, tmp_path, save, capsys):
+    garbage = tmp_path / "garbage.onnx"
+    garbage.write_bytes(b"\x00not a protobuf\xff" * 10)
+    path = save(contract_model())
+    for args, message in [(["build", str(garbage)], "garbage.onnx is not an ONNX model"),
+                          (["build", str(path), "--opt-level", "9"], "optimization level 9 is out of range")]:
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1
+    assert not list(path.parent.glob("*.engine*"))

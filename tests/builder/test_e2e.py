@@ -8,6 +8,7 @@ tensor shapes and dtypes come from the tiny configs (deploykit.model.testing), n
 from __future__ import annotations
 
 import hashlib
+import os
 
 import pytest
 
@@ -68,6 +69,13 @@ def _check_engine(result, kind: str, dtype: str, plugins: bool) -> None:
         assert m.layer_types["RECURRENCE"] == want["GatedDeltaRule"]
     onnx_file = result.engine_path.parent / "model.onnx"
     assert (m.onnx.sha256, m.onnx.file) == (hashlib.sha256(onnx_file.read_bytes()).hexdigest(), "model.onnx")
+    data = onnx_file.with_name("model.onnx.data")  # the weights: the stamp must tell two checkpoints apart
+    assert [(d.file, d.sha256) for d in m.onnx_data] == [(data.name, hashlib.sha256(data.read_bytes()).hexdigest())]
+    assert m.optimization_level == FAST
+    umask = os.umask(0)
+    os.umask(umask)
+    for f in (result.engine_path, result.manifest_path):  # readable by a server running as another user
+        assert f.stat().st_mode & 0o777 == 0o666 & ~umask
     # profiles: attention_mask is [batch, past + tokens]; prefill past 0..64 (opt 0), tokens 1..16 (opt 16);
     # decode one token, past opt = 64 // 2
     assert m.profiles[0].shapes["attention_mask"] == [[1, 1], [2, 16], [2, 80]]

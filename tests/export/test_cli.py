@@ -111,3 +111,95 @@ def test_validate_against_deploykit_reference_from_checkpoint(exported):
 
     report = validate_export(exported("moe"), reference="deploykit", prompts=2, decode_steps=2)
     assert report.reference == "deploykit" and report.passed, report.failures
+
+
+def _fp8_copy(src, dst):
+    """The tiny checkpoint with one projection stored as float8_e4m3fn plus its block scale, as Qwen's FP8
+    checkpoints are (weight_scale_inv)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(src, dst)
+    for f in dst.glob("*.safetensors"):
+        tensors = load_file(f)
+        key = next((k for k in tensors if k.endswith("mlp.down_proj.weight")), None)
+        if key:
+            tensors[key] = tensors[key].to(torch.float8_e4m3fn)
+            tensors[key.replace(".weight", ".weight_scale_inv")] = torch.ones(1, 1)
+            save_file(tensors, f)
+            return key
+    raise AssertionError("no down_proj in the tiny checkpoint")
+
+
+def test_quantized_checkpoints_are_refused(tiny_checkpoint, tmp_path, capsys):
+    """An FP8 checkpoint read as plain numbers would export (and validate) wrong weights: refused up front."""
+    from deploykit.errors import DeployKitError
+    from deploykit.model.loader import load_model
+
+    ckpt = tmp_path / "fp8"
+    key = _fp8_copy(tiny_checkpoint("dense"), ckpt)
+    capsys.readouterr()
+    assert main(["export", str(ckpt), "-o", str(tmp_path / "out"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert f"tensor {key}" in err and "quantized" in err and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+    try:
+        load_model(ckpt)
+        raise AssertionError("the loader read an FP8 checkpoint")
+    except DeployKitError as exc:
+        assert "quantized" in str(exc)
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "fp8", "weight_block_size": [128, 128]}
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    assert main(["export", str(ckpt), "-o", str(tmp_path / "out"), "-q"]) == 2
+    assert "quant_method 'fp8'" in capsys.readouterr().err
+
+
+def test_damaged_inputs_are_one_line_errors(tiny_checkpoint, exported, tmp_path, capsys):
+    bad_json = tmp_path / "badjson"
+    shutil.copytree(tiny_checkpoint("dense"), bad_json)
+    (bad_json / "config.json").write_text("{not json")
+    truncated = tmp_path / "truncated"
+    shutil.copytree(tiny_checkpoint("dense"), truncated)
+    shard = next(truncated.glob("*.safetensors"))
+    shard.write_bytes(shard.read_bytes()[:1000])
+    bad_manifest = tmp_path / "badmanifest"
+    shutil.copytree(exported("dense"), bad_manifest)
+    (bad_manifest / "deploykit.json").write_text("{}")
+    no_model = tmp_path / "nomodel"
+    shutil.copytree(exported("dense"), no_model)
+    (no_model / "model.onnx").unlink()
+    capsys.readouterr()
+    cases = [
+        (["export", str(bad_json), "-o", str(tmp_path / "o1")], "is not valid JSON"),
+        (["export", str(truncated), "-o", str(tmp_path / "o2")], "corrupt safetensors shard"),
+        (["validate", str(bad_manifest)], "is not a valid deploykit export manifest"),
+        (["validate", str(no_model)], "model.onnx, which is missing"),
+        (["validate", str(exported("dense")), "--report", str(tmp_path / "nodir" / "r.json")], "does not exist"),
+    ]
+    for args, message in cases:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and err.count("\n") == 1, (args, err)
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_export_into_dot_and_never_over_other_files(tiny_checkpoint, tmp_path, monkeypatch, capsys):
+    """`-o .` names the current folder; replacing an export that has engines beside it is refused."""
+    out = tmp_path / "here"
+    out.mkdir()
+    monkeypatch.chdir(out)
+    tiny_checkpoint("dense")
+    capsys.readouterr()
+    assert main(["export", str(tiny_checkpoint("dense")), "-o", ".", "--layers", "2", "-q"]) == 0
+    assert (out / "deploykit.json").is_file()
+    (out / "model.sm89.engine").write_bytes(b"engine")
+    assert main(["export", str(tiny_checkpoint("dense")), "-o", ".", "--layers", "2", "-q"]) == 2
+    assert "model.sm89.engine" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["deploykit.json", "model.onnx", "model.onnx.data",
+                                                     "model.sm89.engine"]
+    (out / "model.sm89.engine").unlink()
+    assert main(["export", str(tiny_checkpoint("dense")), "-o", ".", "--layers", "1", "-q"]) == 0
+    assert os.getcwd() == str(out)  # the folder itself was kept: the shell's current folder still exists
+    assert json.loads((out / "deploykit.json").read_text())["layers"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp folders left
