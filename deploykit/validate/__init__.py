@@ -68,6 +68,9 @@ def validate_export(
     manifest = Manifest.read(out_dir)
     if prompts < 1 or decode_steps < 0 or prefill < 1 or chunk < 0:
         raise DeployKitError("--prompts and the prefill length must be >= 1, --decode-steps >= 0")
+    if manifest.dtype == "bfloat16":  # numpy has no bfloat16, so the runner cannot feed the bf16 state inputs
+        raise DeployKitError("validating a bf16 export is not supported yet (ONNX Runtime is fed numpy arrays, "
+                             "and numpy has no bfloat16)", "validate the fp16 or fp32 export of the same checkpoint")
     th = THRESHOLDS[manifest.dtype]
     session = make_session(out_dir / (model_file or manifest.files[0]), providers)
     onnx_model = OrtModel(session, [t for t in manifest.inputs if t.name.startswith("past.")], manifest.dtype)

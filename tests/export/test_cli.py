@@ -169,12 +169,17 @@ def test_damaged_inputs_are_one_line_errors(tiny_checkpoint, exported, tmp_path,
     no_model = tmp_path / "nomodel"
     shutil.copytree(exported("dense"), no_model)
     (no_model / "model.onnx").unlink()
+    bf16 = tmp_path / "bf16"  # the manifest is what validate reads the dtype from
+    shutil.copytree(exported("dense"), bf16)
+    man = json.loads((bf16 / "deploykit.json").read_text())
+    (bf16 / "deploykit.json").write_text(json.dumps({**man, "dtype": "bfloat16"}))
     capsys.readouterr()
     cases = [
         (["export", str(bad_json), "-o", str(tmp_path / "o1")], "is not valid JSON"),
         (["export", str(truncated), "-o", str(tmp_path / "o2")], "corrupt safetensors shard"),
         (["validate", str(bad_manifest)], "is not a valid deploykit export manifest"),
         (["validate", str(no_model)], "model.onnx, which is missing"),
+        (["validate", str(bf16)], "validating a bf16 export is not supported yet"),
         (["validate", str(exported("dense")), "--report", str(tmp_path / "nodir" / "r.json")], "does not exist"),
     ]
     for args, message in cases:
