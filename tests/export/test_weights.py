@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import onnx
 import pytest
 import torch
@@ -65,8 +67,13 @@ def test_alias_resolves_weights_from_hf_cache(tmp_path, monkeypatch):
         resolve_source("qwen3.5-2b", None, random_weights=False)
     snap = tmp_path / "models--Qwen--Qwen3.5-2B" / "snapshots" / "abc123"
     snap.mkdir(parents=True)
-    (snap / "config.json").write_text("{}")
+    from deploykit.export.source import _catalog_entry
+
+    own = _catalog_entry("qwen3.5-2b")["config"]
+    own["text_config"]["rms_norm_eps"] = 1e-5  # a fine-tune's own value: the checkpoint's config.json wins
+    (snap / "config.json").write_text(json.dumps(own))
     (snap / "model.safetensors").write_bytes(b"")
     src = resolve_source("qwen3.5-2b", None, random_weights=False)
-    assert src.checkpoint_dir == snap and src.config["text_config"]["hidden_size"] == 2048  # catalog config
+    assert src.checkpoint_dir == snap and src.config["text_config"]["hidden_size"] == 2048
+    assert src.config["text_config"]["rms_norm_eps"] == 1e-5 != _catalog_entry("qwen3.5-2b")["config"]["text_config"]["rms_norm_eps"]
     assert resolve_source("Qwen3.5-2B", None, random_weights=True).checkpoint_dir is None
