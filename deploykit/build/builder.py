@@ -45,6 +45,7 @@ class ParsedModel:
     report: NetworkReport
     onnx_inputs: list[tuple[str, tuple]]  # graph inputs with ints or symbolic dim names
     deploykit_nodes: list[tuple[str, str]]  # (node name, op_type) of every deploykit-domain node
+    data_files: list[Path]  # external-data files the initializers point into (the weights)
     log: TrtLog = field(default_factory=TrtLog)
 
 
@@ -56,8 +57,9 @@ class BuildResult:
     parsed: ParsedModel
 
 
-def _onnx_outline(path: Path) -> tuple[list[tuple[str, tuple]], list[tuple[str, str]], dict[str, str]]:
-    """Graph inputs (with dim names), deploykit nodes and their plugin_version, read without the weights."""
+def _onnx_outline(path: Path) -> tuple[list[tuple[str, tuple]], list[tuple[str, str]], dict[str, str], list[Path]]:
+    """Graph inputs (with dim names), deploykit nodes, their plugin_version and the external-data files, read
+    without the weights."""
     import onnx
 
     try:
@@ -76,7 +78,8 @@ def _onnx_outline(path: Path) -> tuple[list[tuple[str, tuple]], list[tuple[str, 
     nodes = [(n.name, n.op_type) for n in model.graph.node if n.domain == DOMAIN]
     versions = {n.op_type: next((a.s.decode() for a in n.attribute if a.name == "plugin_version"), "1")
                 for n in model.graph.node if n.domain == DOMAIN}
-    return inputs, nodes, versions
+    data = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
+    return inputs, nodes, versions, [path.parent / n for n in sorted(data) if (path.parent / n).is_file()]
 
 
 def _parse_error(parser, path: Path, versions: dict[str, str]) -> DeployKitError:
@@ -100,7 +103,7 @@ def parse_onnx(onnx_path: str | Path, backend: Backend | str = "tensorrt-rtx", p
     if not path.is_file():
         raise DeployKitError(f"no ONNX model at {path}", "export one with `deploykit export`")
     backend = load_backend(backend) if isinstance(backend, str) else backend
-    inputs, nodes, versions = _onnx_outline(path)
+    inputs, nodes, versions, data_files = _onnx_outline(path)
     log = TrtLog()
     logger = backend.logger(log)
     with registration.plugins_registered(backend, plugins):
@@ -110,7 +113,7 @@ def parse_onnx(onnx_path: str | Path, backend: Backend | str = "tensorrt-rtx", p
         if not parser.parse_from_file(str(path)):
             raise _parse_error(parser, path, versions)
         report = inspect_network(backend.trt, network)
-    parsed = ParsedModel(backend, builder, network, parser, report, inputs, nodes, log)
+    parsed = ParsedModel(backend, builder, network, parser, report, inputs, nodes, data_files, log)
     _check_plugin_layers(parsed, plugins)
     return parsed
 
@@ -173,15 +176,6 @@ def _umask() -> int:
     return mask
 
 
-def _external_data_files(onnx_path: Path) -> list[Path]:
-    """The files an ONNX model's initializers point into (external data), read without loading them."""
-    import onnx
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    names = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
-    return [onnx_path.parent / n for n in sorted(names) if (onnx_path.parent / n).is_file()]
-
-
 def default_engine_path(onnx_path: Path, targets: list[str], plugins: bool) -> Path:
     """OUT/model.onnx -> OUT/model.sm89-sm120.engine (".inlined" before ".engine" without plugins)."""
     suffix = "" if plugins else ".inlined"
@@ -218,7 +212,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
         manifest = EngineManifest(
             deploykit_version=__version__, tensorrt_flavour=backend.name, tensorrt_version=backend.version,
             targets=targets, onnx=file_stamp(onnx_path, engine_path.parent),
-            onnx_data=[file_stamp(f, engine_path.parent) for f in _external_data_files(onnx_path)],
+            onnx_data=[file_stamp(f, engine_path.parent) for f in parsed.data_files],
             engine=file_stamp(tmp_engine, engine_path.parent, name=engine_path.name),
             plugins=[p for p in registration.plugin_stamps() if p.name in used],
             plugin_layers=len(parsed.report.plugin_layers()), layer_types=parsed.report.layer_types(),
