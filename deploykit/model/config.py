@@ -98,8 +98,6 @@ def _layer_types(text: dict) -> list[str]:
 
 def parse_config(raw: dict) -> TextConfig:
     """TextConfig from a config.json dict; DeployKitError for anything that is not a Qwen3.5 text config."""
-    if not isinstance(raw, dict):
-        raise DeployKitError("config.json is not a JSON object", "pass a Hugging Face checkpoint's config.json")
     quant = raw.get("quantization_config") or (raw.get("text_config") or {}).get("quantization_config")
     if quant:
         method = quant.get("quant_method", "?") if isinstance(quant, dict) else "?"
@@ -142,16 +140,20 @@ def parse_config(raw: dict) -> TextConfig:
 
 
 def read_config_json(path: str | Path) -> dict:
-    """The raw config.json of a checkpoint directory (or the file itself); one-line errors."""
+    """The raw config.json (a dict) of a checkpoint directory or the file itself; one-line errors. Torch-free:
+    the planner reads local configs through it too."""
     path = Path(path)
     file = path / "config.json" if path.is_dir() else path
     if not file.is_file():
         raise DeployKitError(f"no config.json at {file}", "pass a Hugging Face checkpoint directory")
     try:
-        return json.loads(file.read_text())
+        raw = json.loads(file.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         where = f" ({exc.msg} at line {exc.lineno})" if isinstance(exc, json.JSONDecodeError) else ""
         raise DeployKitError(f"{file} is not valid JSON{where}", "re-download config.json") from None
+    if not isinstance(raw, dict):
+        raise DeployKitError(f"{file} is not a JSON object", "pass a Hugging Face checkpoint's config.json")
+    return raw
 
 
 def load_config(path: str | Path) -> TextConfig:

@@ -7,7 +7,6 @@ precision, KV and recurrent-state sizes) is derived in `deploykit.planner.anatom
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -171,15 +170,10 @@ def _norm(name: str) -> str:
 
 
 def _load_local(path: Path) -> ModelSpec:
+    from deploykit.model.config import read_config_json
+
     cfg_path = path / "config.json" if path.is_dir() else path
-    if not cfg_path.is_file():
-        raise DeployKitError(f"no config.json in '{path}'", "pass a checkpoint folder or its config.json")
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise DeployKitError(f"cannot read '{cfg_path}': {exc}", "pass a valid HF config.json") from None
-    if not isinstance(cfg, dict):
-        raise DeployKitError(f"'{cfg_path}' is not a JSON object", "pass a valid HF config.json")
+    cfg = read_config_json(path)
     name = cfg.get("_name_or_path") or (path.name if path.is_dir() else path.parent.name) or cfg_path.stem
     return spec_from_hf_config(cfg, name=str(name), source=str(cfg_path))
 

@@ -162,8 +162,8 @@ def make_plan(
     _check_options(precisions, batch, kv_dtype, state_dtype, mem_util)
     if os_reserve_gib is not None and os_reserve_gib < 0:
         raise DeployKitError(f"--os-reserve-gib must be >= 0, got {os_reserve_gib}", "e.g. --os-reserve-gib 1.5")
-    for item in items:
-        if os_reserve_gib is not None and item.gpu.unified_memory and os_reserve_gib >= item.gpu.usable_gib:
+    for item in items if os_reserve_gib is not None else ():
+        if item.gpu.unified_memory and os_reserve_gib >= item.gpu.usable_gib:
             raise DeployKitError(f"--os-reserve-gib {os_reserve_gib} leaves nothing of the {item.gpu.usable_gib} GiB "
                                  f"of {item.gpu.short}", "reserve less than the device's memory")
     specs = list({(s.name, s.source): s for s in map(resolve_model, models)}.values()) if models else list(catalog())
