@@ -7,6 +7,7 @@ fp32 state at >= 80 % of the measured copy bandwidth (fla: 72-78 %); prefill 819
 slower than fla's chunk_gated_delta_rule (0.888 ms at 32/32, 0.60 ms throughput at 16/32 in the table).
 
     python bench/bench_gdn.py [--quick] [--only decode|prefill|conv]
+    BENCH_DEVICE=cpu TRITON_INTERPRET=1 python bench/bench_gdn.py --smoke   # the harness on tiny shapes, no GPU
 """
 
 from __future__ import annotations
@@ -15,14 +16,14 @@ import sys
 
 import torch
 
-from _kernel_bench import copy_bandwidth_GBps, device_line, emit, import_plugins, timings
+from _kernel_bench import DEV, SMOKE, copy_bandwidth_GBps, device_line, emit, import_plugins, timings
 
 import_plugins()
 from deploykit.ops.causal_conv1d import naive_causal_conv1d  # noqa: E402
 from deploykit.ops.gated_delta_rule import naive_gated_delta_rule  # noqa: E402
 from deploykit.plugins.gated_delta_net import causal_conv1d_fwd, gated_delta_rule_fwd  # noqa: E402
 
-DEV, K, V = "cuda", 128, 128  # every Qwen3.5 size: key and value head dims 128 (shared/reference/qwen35.md)
+K = V = 16 if SMOKE else 128  # every Qwen3.5 size: key and value head dims 128 (shared/reference/qwen35.md)
 
 
 def inputs(B, T, H, HV, seed=0):
@@ -35,98 +36,96 @@ def inputs(B, T, H, HV, seed=0):
     return q, k, v, g, beta, h0
 
 
-def check(args, mode="chunk", **kw) -> dict:
-    """Errors against naive_gated_delta_rule on the GPU: state relative (max abs / max), output in bf16 ulps."""
-    o, h = gated_delta_rule_fwd(*args, K**-0.5, 1, mode=mode, **kw)
-    ro, rh = naive_gated_delta_rule(*args, K**-0.5, 1)
+def check(args, ref, **kw) -> dict:
+    """Errors against naive_gated_delta_rule on the GPU (`ref` = its outputs): state relative (max abs / max),
+    output in bf16 ulps. Every configuration timed is checked, not only the fastest."""
+    o, h = gated_delta_rule_fwd(*args, K**-0.5, 1, **kw)
+    ro, rh = ref
     st = ((h - rh).abs().max() / rh.abs().max()).item()
     ulps = ((o.float() - ro.float()).abs() / (ro.float().abs() * 2**-7 + 1e-3)).max().item()
     return {"state_rel_err": float(f"{st:.3g}"), "out_err_bf16_ulps": round(ulps, 2)}
 
 
+def run_configs(kind, shape: dict, args, configs, n_lat, n_thr, extra=None, final=True) -> dict | None:
+    """Times and checks each configuration; emits one row each (marked sweep when there are several), then
+    the fastest again unmarked (if `final`: the row kernel_ratios.py reads) and returns it. A configuration
+    that fails (out of shared memory, say) is reported, not fatal."""
+    ref = naive_gated_delta_rule(*args, K**-0.5, 1)
+    best = None
+    for c in configs:
+        fn = lambda c=c: gated_delta_rule_fwd(*args, K**-0.5, 1, **c)  # noqa: E731
+        try:
+            row = {
+                "kernel": kind,
+                **shape,
+                **c,
+                **timings(fn, n_lat=n_lat, n_thr=n_thr),
+                **check(args, ref, **c),
+            }
+        except Exception as exc:  # noqa: BLE001
+            emit({"kernel": kind, **shape, **c, "error": repr(exc)[:160]})
+            continue
+        row.update(extra(row) if extra else {})
+        if len(configs) > 1:
+            emit({"sweep": True, **row})
+        if best is None or row["throughput_ms"] < best["throughput_ms"]:
+            best = row
+    if best and final:
+        emit(best)
+    return best
+
+
+KNOBS = ("mode", "dot_precision", "solve", "block_v", "num_warps")
+
+
 def decode(H, HV, B, sweep: bool, cfg: dict | None = None) -> dict:
-    args = inputs(B, 1, H, HV)
     configs = (
         [dict(block_v=bv, num_warps=w) for bv in (16, 32, 64) for w in (2, 4, 8)] if sweep else [cfg or {}]
     )
-    best = None
-    for c in configs:
-        r = timings(lambda c=c: gated_delta_rule_fwd(*args, K**-0.5, 1, mode="recurrent", **c))
-        gbps = 2 * B * HV * K * V * 4 / (r["throughput_ms"] / 1e3) / 1e9
-        row = {
-            "kernel": "recurrent",
-            "H": H,
-            "HV": HV,
-            "B": B,
-            **c,
-            **r,
-            "state_GBps_at_throughput": round(gbps),
-        }
-        if best is None or r["throughput_ms"] < best["throughput_ms"]:
-            best = row
-        if sweep:
-            emit({"sweep": True, **row})
-    chosen = {k: best[k] for k in ("block_v", "num_warps") if k in best}
-    best.update(check(args, "recurrent", **chosen))
-    emit(best)
-    return chosen
+    configs = [dict(c, mode="recurrent") for c in configs]
+    state = lambda row: {
+        "state_GBps_at_throughput": round(2 * B * HV * K * V * 4 / (row["throughput_ms"] / 1e3) / 1e9)
+    }  # noqa: E731
+    best = run_configs("recurrent", dict(H=H, HV=HV, B=B), inputs(B, 1, H, HV), configs, 30, 50, state)
+    return {k: best[k] for k in KNOBS if k in best} if best else {}
 
 
-def prefill(H, HV, T, sweep: bool, cfg: dict | None = None) -> dict:
-    args = inputs(1, T, H, HV)
-    configs = (
-        [
-            dict(mode="chunk", dot_precision="tf32", solve=s, block_v=bv, num_warps=w)
-            for s in ("rows", "blocked")
-            for bv in (32, 64)
-            for w in (4, 8)
-        ]
-        + [
-            dict(mode="split", dot_precision="tf32", solve=s, block_v=bv)
-            for s in ("rows", "blocked")
-            for bv in (32, 64)
-        ]
-        if sweep
-        else [cfg or dict(mode="chunk", dot_precision="tf32", block_v=64)]
-    )
-    best = None
-    for c in configs:
-        try:
-            r = timings(lambda c=c: gated_delta_rule_fwd(*args, K**-0.5, 1, **c), n_lat=10, n_thr=20)
-        except Exception as exc:  # noqa: BLE001  e.g. out of shared memory for one tile choice: report, go on
-            emit({"kernel": "chunk", "H": H, "HV": HV, "T": T, **c, "error": repr(exc)[:160]})
-            continue
-        row = {
-            "kernel": "chunk",
-            "H": H,
-            "HV": HV,
-            "T": T,
-            **c,
-            **r,
-        }  # kernel "chunk" = fla's name for the case
-        if best is None or r["throughput_ms"] < best["throughput_ms"]:
-            best = row
-        if sweep:
-            emit({"sweep": True, **row})
+_TF32 = dict(dot_precision="tf32")
+PREFILL_QUICK = [  # the candidates a short GPU call times: the persistent kernel and the multi-launch paths
+    dict(mode="chunk", solve="blocked", block_v=64, **_TF32),
+    dict(mode="chunk", solve="rows", block_v=64, **_TF32),
+    dict(mode="split3", solve="blocked", block_v=32, **_TF32),
+    dict(mode="split3", solve="blocked", block_v=16, **_TF32),
+    dict(mode="split3", solve="rows", block_v=32, **_TF32),
+    dict(mode="split", solve="blocked", block_v=32, **_TF32),
+]
+PREFILL_SWEEP = (
+    [
+        dict(mode="chunk", solve=s, block_v=bv, num_warps=w, **_TF32)
+        for s in ("rows", "blocked")
+        for bv in (32, 64)
+        for w in (4, 8)
+    ]
+    + [dict(mode="split", solve=s, block_v=bv, **_TF32) for s in ("rows", "blocked") for bv in (32, 64)]
+    + [
+        dict(mode="split3", solve=s, block_v=bv, num_warps=w, **_TF32)
+        for s in ("rows", "blocked")
+        for bv in (16, 32, 64)
+        for w in (4, 8)
+    ]
+)
+
+
+def prefill(H, HV, T, configs: list[dict]) -> dict:
+    """kernel "chunk" = fla's name for the case, whichever of our paths runs it. With several configurations
+    the fastest is also timed with near-fp32 dots (3 tf32 MMAs each), to show what that precision costs."""
+    shape, args = dict(H=H, HV=HV, T=T), inputs(1, T, H, HV)
+    best = run_configs("chunk", shape, args, configs, 10, 20)
     if not best:
         return {}
-    chosen = {k: best[k] for k in ("mode", "dot_precision", "solve", "block_v", "num_warps") if k in best}
-    if sweep:  # the price of near-fp32 dots (3 tf32 MMAs each) on the best configuration, with its errors
-        alt = {**chosen, "dot_precision": "tf32x3"}
-        emit(
-            {
-                "sweep": True,
-                "kernel": "chunk",
-                "H": H,
-                "HV": HV,
-                "T": T,
-                **alt,
-                **timings(lambda: gated_delta_rule_fwd(*args, K**-0.5, 1, **alt), n_lat=10, n_thr=20),
-                **check(args, **alt),
-            }
-        )
-    best.update(check(args, **chosen))
-    emit(best)
+    chosen = {k: best[k] for k in KNOBS if k in best}
+    if len(configs) > 1:
+        run_configs("chunk", shape, args, [{**chosen, "dot_precision": "tf32x3"}, chosen], 10, 20, final=False)
     return chosen
 
 
@@ -153,23 +152,35 @@ def conv(B, C, T):
     )
 
 
+# (key heads, value heads, batch or tokens). Decode: the target case first (its best tiles are reused), then the
+# other layouts at batch 1 and 64. Prefill likewise at 8192 tokens (and 2048). Conv: decode step and a prompt,
+# 8192 channels = 2*16*128 + 32*128 (the qkv of the 35B-A3B).
+if SMOKE:  # the harness end to end on the CPU interpreter: tiny heads, two chunks and a partial one
+    DECODE = [(1, 2, 2), (2, 2, 1), (1, 3, 2)]
+    PREFILL = [(1, 2, 130), (2, 2, 130), (1, 2, 70)]
+    CONV = [(2, 64, 1), (1, 64, 70)]
+else:
+    DECODE = [(16, 32, 64)] + [(h, hv, b) for h, hv in ((32, 32), (16, 48), (16, 64)) for b in (1, 64)]
+    PREFILL = [(16, 32, 8192), (32, 32, 8192), (16, 32, 2048), (16, 48, 8192), (16, 64, 8192)]
+    CONV = [(64, 8192, 1), (1, 8192, 8192)]
+
+
 def main() -> None:
-    quick = "--quick" in sys.argv
+    quick = "--quick" in sys.argv or SMOKE
     only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     emit({**device_line(), "copy_GBps": copy_bandwidth_GBps()})
     if only in (None, "decode"):
-        best = decode(16, 32, 64, sweep=not quick)  # the target case; its best tiles are reused below
-        for H, HV in ((32, 32), (16, 48), (16, 64)):
-            for B in (1, 64):
-                decode(H, HV, B, sweep=False, cfg=best)
-        decode(16, 32, 1, sweep=False)  # default tiles (the launcher's small-grid choice)
+        best = decode(*DECODE[0], sweep=not quick)
+        for case in DECODE[1:]:
+            decode(*case, sweep=False, cfg=best)
+        decode(*DECODE[0][:2], 1, sweep=False)  # default tiles (the launcher's small-grid choice)
     if only in (None, "prefill"):
-        best = prefill(16, 32, 8192, sweep=not quick)
-        for H, HV, T in ((32, 32, 8192), (16, 32, 2048), (16, 48, 8192), (16, 64, 8192)):
-            prefill(H, HV, T, sweep=False, cfg=best)
+        best = prefill(*PREFILL[0], PREFILL_QUICK if quick else PREFILL_SWEEP)
+        for case in PREFILL[1:]:
+            prefill(*case, [best or PREFILL_QUICK[0]])
     if only in (None, "conv"):
-        conv(64, 8192, 1)  # decode step: conv channels = 2*16*128 + 32*128 (qkv of the 35B-A3B)
-        conv(1, 8192, 8192)
+        for case in CONV:
+            conv(*case)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,12 @@ against a plain-PyTorch bf16 grouped implementation and the copy-bandwidth ceili
 excludes the shared expert and the router matmul, so this is a little less than moe_baseline.py's figure).
 Target (issue 5): batch 1-64 with 35B-A3B shapes reads the touched expert weights at >= 70 % of copy bandwidth.
 
+Two paths (plugins/moe/launch.py): "grouped" (five launches, expert-major) and "pairs" (two launches, per
+token-expert pair); the launcher's "auto" takes pairs up to PAIRS_MAX_TOKENS tokens. Both are timed at small
+batches so that threshold can be set from a measurement.
+
     python bench/bench_moe.py [--quick]
+    BENCH_DEVICE=cpu TRITON_INTERPRET=1 python bench/bench_moe.py --smoke   # the harness on tiny shapes, no GPU
 """
 
 from __future__ import annotations
@@ -15,15 +20,19 @@ import sys
 import torch
 import torch.nn.functional as F
 
-from _kernel_bench import copy_bandwidth_GBps, device_line, emit, import_plugins, timings
+from _kernel_bench import DEV, SMOKE, copy_bandwidth_GBps, device_line, emit, import_plugins, timings
 
 import_plugins()
 from deploykit.ops.moe import naive_moe, route  # noqa: E402
 from deploykit.plugins.moe import moe_fwd  # noqa: E402
+from deploykit.plugins.moe.launch import PAIRS_MAX_TOKENS  # noqa: E402
 
-DEV = "cuda"
 DIMS = {"35b-a3b": (2048, 256, 8, 512), "122b-a10b": (3072, 256, 8, 1024), "397b-a17b": (4096, 512, 10, 1024)}
 # (hidden, experts, top-k, expert intermediate): shared/bench/moe_baseline.py / shared/reference/qwen35.md
+TOKENS, BOTH_PATHS = (1, 8, 64, 512), (1, 2, 4, 8)  # batch sizes; those timed on both paths
+if SMOKE:  # tiny experts on the CPU interpreter; the names stay so kernel_ratios.py reads the rows
+    DIMS = {"35b-a3b": (64, 16, 4, 32), "397b-a17b": (96, 24, 5, 48)}
+    TOKENS, BOTH_PATHS = (1, 8, 40), (1, 8)
 
 
 def torch_grouped(hidden, logits, gate_up, down, top_k, norm=1):
@@ -58,20 +67,23 @@ def make(name, tokens):
     return x, x @ router.t(), gate_up, down, k
 
 
-def case(name, tokens, copy_gbps, tiles=None, check=True):
+def case(name, tokens, copy_gbps, path="auto", tiles=None, check=True):
     x, logits, gate_up, down, k = make(name, tokens)
     H, _, _, I = DIMS[name]  # noqa: E741 (contract symbol I)
     distinct = int(route(logits, k, 1)[1].unique().numel())
     touched = distinct * 3 * I * H * 2
+    chosen = path if path != "auto" else ("pairs" if tokens <= PAIRS_MAX_TOKENS else "grouped")
     row = {
         "model": name,
         "tokens": tokens,
+        "path": chosen,
+        "auto": path == "auto",  # the launcher's default choice: the row the issue-5 target is read from
         "distinct_experts": distinct,
         "touched_MB": round(touched / 1e6, 1),
     }
     if tiles:
         row["tiles"] = tiles
-    r = timings(lambda: moe_fwd(x, logits, gate_up, down, k, 1, tiles=tiles))
+    r = timings(lambda: moe_fwd(x, logits, gate_up, down, k, 1, path=chosen, tiles=tiles))
     for key in ("throughput_ms", "graph_ms"):
         if key in r:
             gb = touched / (r[key] / 1e3) / 1e9
@@ -79,36 +91,46 @@ def case(name, tokens, copy_gbps, tiles=None, check=True):
             r[key.replace("_ms", "_pct_of_copy")] = round(100 * gb / copy_gbps, 1)
     row.update(r)
     if check:
-        out, ref = (
-            moe_fwd(x, logits, gate_up, down, k, 1, tiles=tiles),
-            naive_moe(x, logits, gate_up, down, k, 1),
-        )
+        out = moe_fwd(x, logits, gate_up, down, k, 1, path=chosen, tiles=tiles)
+        ref = naive_moe(x, logits, gate_up, down, k, 1)
         row["max_err_over_max_ref"] = float(
             f"{((out.float() - ref.float()).abs().max() / ref.float().abs().max()).item():.3g}"
         )
-        base = timings(lambda: torch_grouped(x, logits, gate_up, down, k), n_lat=10, n_thr=10, graph=False)
-        row["torch_grouped_throughput_ms"] = base["throughput_ms"]
+        if path == "auto":
+            base = timings(
+                lambda: torch_grouped(x, logits, gate_up, down, k), n_lat=10, n_thr=10, graph=False
+            )
+            row["torch_grouped_throughput_ms"] = base["throughput_ms"]
     emit(row)
     return r.get("graph_ms", r["throughput_ms"])
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
+    quick = "--quick" in sys.argv or SMOKE
     copy_gbps = copy_bandwidth_GBps()
     emit({**device_line(), "copy_GBps": copy_gbps})
-    if not quick:  # decode tile sweep on the target model at batch 1 and 64
+    if not quick:  # decode tile sweeps on the target model at batch 1 and 64 (checked: tiles change the sums)
         for tokens in (1, 64):
             for bn_gu in (16, 32, 64):
                 for bn_down in (32, 64, 128):
                     for bk in (128,):  # BK=64 is the prefill default; decode streams long K rows
                         tiles = dict(BM=16, BN_GU=bn_gu, BN_DOWN=bn_down, BK=bk)
-                        case("35b-a3b", tokens, copy_gbps, tiles=tiles, check=False)
+                        case("35b-a3b", tokens, copy_gbps, path="grouped", tiles=tiles)
+        for bn_gu in (8, 16, 32):
+            for bn_down in (8, 16, 32):
+                for bk in (128, 256, 512):
+                    tiles = dict(BN_GU=bn_gu, BN_DOWN=bn_down, BK=bk)
+                    case("35b-a3b", 1, copy_gbps, path="pairs", tiles=tiles)
     for name in DIMS:
-        for tokens in (1, 8, 64, 512):
+        for tokens in sorted(set(TOKENS) | set(BOTH_PATHS)):
             if name != "35b-a3b" and tokens == 512 and quick:
                 continue
-            case(name, tokens, copy_gbps)
-            torch.cuda.empty_cache()
+            case(name, tokens, copy_gbps)  # the launcher's default path
+            if tokens in BOTH_PATHS:
+                other = "grouped" if tokens <= PAIRS_MAX_TOKENS else "pairs"
+                case(name, tokens, copy_gbps, path=other)
+            if DEV == "cuda":
+                torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -13,6 +13,11 @@ DECODE_TARGET, MOE_TARGET = (
     0.80,
     0.70,
 )  # issue 5: >= 80 % of copy for the GDN state, >= 70 % for expert weights
+# "Matches the naive reference" on the GPU, with the CPU acceptance bounds of issue 5: fp32 state within 1e-5
+# relative, 16-bit outputs within one bf16 ulp (GDN) or a few ulps of the output scale (MoE: the SwiGLU
+# intermediate is rounded to bf16 once more, tests/kernels/test_moe.py). tf32 dots (10-bit mantissa products)
+# are not expected to meet 1e-5; their error is printed, and the tf32x3 / recurrent rows carry the fp32 check.
+STATE_TOL, OUT_ULPS, MOE_TOL = 1e-5, 1.0, 4 * 2.0**-7
 
 
 def rows(path: str) -> list[dict]:
@@ -55,10 +60,35 @@ def gdn(out_dir: str) -> None:
         if r["kernel"] == "chunk" and r["T"] == 8192 and f:
             line += f" [target <= fla: {'MET' if r['throughput_ms'] <= f['throughput_ms'] else 'MISSED'}]"
         print(line + f" | errs: state {r.get('state_rel_err')}, out {r.get('out_err_bf16_ulps')} bf16 ulps")
+    print("GDN correctness on this run's device (every configuration timed, sweeps included):")
+    seen = set()
+    for r in mine:
+        key = json.dumps({k: v for k, v in r.items() if k not in ("sweep",)}, sort_keys=True)
+        if "state_rel_err" not in r or key in seen:  # the fastest row is emitted twice (sweep + final)
+            continue
+        seen.add(key)
+        fp32_class = r.get("dot_precision", "none") != "tf32"
+        ok = r["state_rel_err"] <= STATE_TOL and r["out_err_bf16_ulps"] <= OUT_ULPS
+        tag = ("MATCH" if ok else "MISMATCH") if fp32_class else "tf32 (not held to 1e-5)"
+        knobs = {k: r[k] for k in ("mode", "solve", "block_v", "num_warps", "dot_precision") if k in r}
+        n = r.get("B", r.get("T"))
+        print(
+            f"  {tag:24s} {r['kernel']:9s} H={r['H']} HV={r['HV']} n={n} {knobs}: state "
+            f"{r['state_rel_err']}, out {r['out_err_bf16_ulps']} ulps"
+        )
+    for r in mine:
+        if r.get("kernel") == "causal_conv1d":
+            print(
+                f"  conv B={r['B']} C={r['C']} T={r['T']}: state exact {r['state_exact']}, "
+                f"out max abs err {r['out_max_abs_err']}"
+            )
+        if "error" in r:
+            print(f"  FAILED TO RUN: {r}")
 
 
 def moe(out_dir: str) -> None:
-    ours = [r for r in rows(f"{out_dir}/moe.jsonl") if "tiles" not in r and "throughput_ms" in r]
+    mine = rows(f"{out_dir}/moe.jsonl")
+    ours = [r for r in mine if "tiles" not in r and "throughput_ms" in r]
     base: dict = {}
     for r in rows(f"{out_dir}/moe_baseline.jsonl"):
         if "ms" in r:
@@ -70,15 +100,23 @@ def moe(out_dir: str) -> None:
         b = base.get((r["model"], r["tokens"]))
         pct = r.get("graph_pct_of_copy", r.get("throughput_pct_of_copy"))
         line = (
-            f"  {r['model']:10s} tokens={r['tokens']:4d} experts={r['distinct_experts']:3d}: ours "
+            f"  {r['model']:10s} tokens={r['tokens']:4d} experts={r['distinct_experts']:3d} "
+            f"{r.get('path', 'grouped'):7s}{'*' if r.get('auto', True) else ' '}: "
             f"{r['throughput_ms']:.4f} ms thr / {r.get('graph_ms')} ms graph = {pct} % of copy; "
             f"torch grouped {r.get('torch_grouped_throughput_ms')} ms"
         )
-        if b:
+        if b and r.get("auto", True):
             line += f" | transformers {b['impl']} {b['ms']} ms -> {b['ms'] / r['throughput_ms']:.1f}x"
-        if r["model"] == "35b-a3b" and r["tokens"] <= 64 and pct is not None:
+        if r["model"] == "35b-a3b" and r["tokens"] <= 64 and pct is not None and r.get("auto", True):
             line += f" [target >= {100 * MOE_TARGET:.0f} %: {'MET' if pct >= 100 * MOE_TARGET else 'MISSED'}]"
         print(line + f" | err {r.get('max_err_over_max_ref')}")
+    print("  (* = the launcher's default path for that batch: the row the target is read from)")
+    checked = [r for r in mine if "max_err_over_max_ref" in r]
+    bad = [r for r in checked if r["max_err_over_max_ref"] > MOE_TOL]
+    print(
+        f"MoE correctness on this run's device: {len(checked) - len(bad)} of {len(checked)} runs within {MOE_TOL:.4f} "
+        f"of the output scale" + "".join(f"\n  MISMATCH {r}" for r in bad)
+    )
 
 
 if __name__ == "__main__":

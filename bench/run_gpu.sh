@@ -5,9 +5,13 @@
 #   bash bench/run_gpu.sh prefill   # GDN chunked prefill sweep + conv + fla chunk cases    (~5-7 min)
 #   bash bench/run_gpu.sh moe       # MoE tile sweep + 3 models x 4 batch sizes + transformers baseline (~6-8 min)
 #   bash bench/run_gpu.sh all       # everything (longer than a 10-minute per-call limit: use the stages)
+#   bash bench/run_gpu.sh quick     # THE ONE-CALL CHECK (device budget: 15 minutes a task): every issue-5
+#                                   # target case and its baseline, each step under its own timeout (540 s
+#                                   # in all), most decisive first, so a cut-off run still brings back rows
 # QUICK=1 skips the sweeps. Output: $OUT/bench (or out/bench) as JSON lines; kernel_ratios.py prints the
 # ratios and the issue-5 targets over whatever files exist.
-# The estimated times above are guesses; nothing here has run on a GPU yet.
+# The estimated times above are guesses; nothing here has run on a GPU yet. The harness itself runs on the
+# CPU in CI (tests/kernels/test_bench_harness.py: --smoke, tiny shapes, Triton interpreter).
 #
 # What must travel with the repo (the GPU machine has no network and no ../shared):
 #   * bench/baselines/{fla,moe}_baseline.py: copies of shared/bench/*, already in the repo.
@@ -21,11 +25,12 @@ OUT_DIR=${OUT:-out}/bench
 mkdir -p "$OUT_DIR"
 export TRITON_DEFAULT_FP_FUSION=1 PYTHONUNBUFFERED=1
 unset TRITON_INTERPRET
-if ls .whl/*.whl >/dev/null 2>&1; then
-  pip install -q --no-deps --no-index .whl/*.whl || echo "note: could not install the carried wheels"
+if ls .whl/*.whl >/dev/null 2>&1; then  # the device tool's way: a private target dir, nothing else touched
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
+    .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} || echo "note: could not install the carried wheels"
 fi
-# plugins/ is importable as deploykit.plugins only once installed; bench/_kernel_bench.py maps it otherwise.
-pip install -q --no-deps --no-build-isolation -e . >/dev/null 2>&1 || echo "note: editable install skipped"
+# deploykit is not installed there (its CLI needs pydantic, which that image lacks; the kernels and the naive
+# references do not): bench/_kernel_bench.py puts the checkout on sys.path and maps plugins/ itself.
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$OUT_DIR/device.txt"
 date -u +%Y-%m-%dT%H:%MZ | tee -a "$OUT_DIR/device.txt"
 Q=${QUICK:+--quick}
@@ -34,6 +39,17 @@ fla_cases() {  # kind, then "H HV N" triples; each case in its own process as fl
   local kind=$1; shift
   for c in "$@"; do python bench/baselines/fla_baseline.py "$kind" $c; done
 }
+if [ "$STAGE" = quick ]; then  # step timeouts: 75 + 45 + 150 + 150 + 60 + 60 = 540 s
+  step() { local secs=$1 file=$2; shift 2; timeout "$secs" "$@" | tee "$OUT_DIR/$file" || echo "note: $file cut at ${secs}s or failed"; }
+  step 75 gdn_decode.jsonl python bench/bench_gdn.py --quick --only decode
+  step 45 fla_recurrent.jsonl bash -c 'for c in "16 32 64" "16 32 1"; do python bench/baselines/fla_baseline.py recurrent $c; done'
+  step 150 moe.jsonl python bench/bench_moe.py --quick
+  step 150 gdn_prefill.jsonl python bench/bench_gdn.py --quick --only prefill
+  step 60 fla_chunk.jsonl bash -c 'for c in "16 32 8192" "32 32 8192"; do python bench/baselines/fla_baseline.py chunk $c; done'
+  step 60 moe_baseline.jsonl python bench/baselines/moe_baseline.py
+  python bench/kernel_ratios.py "$OUT_DIR" | tee "$OUT_DIR/ratios.txt"
+  exit 0
+fi
 case $STAGE in decode|all)
   python bench/bench_gdn.py $Q --only decode | tee "$OUT_DIR/gdn_decode.jsonl"
   fla_cases recurrent "16 32 64" "32 32 64" "16 48 64" "16 64 64" "16 32 1" "32 32 1" "16 48 1" "16 64 1" \

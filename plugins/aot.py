@@ -116,11 +116,16 @@ def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
         "gdn_chunk_blocked": gdn_aot_spec(chunked=True, solve="blocked", **gdn),
         "gdn_split_prep": gdn_split_aot_specs(**gdn)[0],
         "gdn_split_scan": gdn_split_aot_specs(**gdn)[1],
+        "gdn_split3_states": gdn_split_aot_specs(three=True, **gdn)[1],
+        "gdn_split3_out": gdn_split_aot_specs(three=True, **gdn)[2],
         "conv_decode": conv_aot_spec(dtype, 4, "silu", True),
         "conv_prefill": conv_aot_spec(dtype, 4, "silu", False),
     }
-    for s in moe_aot_specs(dtype, H=2048, I=512, E=256, top_k=8, norm_topk_prob=1, decode=True):
-        specs["moe_" + s.kernel.__name__] = s
+    for pairs in (False, True):
+        for s in moe_aot_specs(
+            dtype, H=2048, I=512, E=256, top_k=8, norm_topk_prob=1, decode=True, pairs=pairs
+        ):
+            specs["moe_" + s.kernel.__name__] = s
     return specs
 
 

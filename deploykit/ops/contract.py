@@ -28,7 +28,8 @@ CausalConv1d (torch: deploykit::causal_conv1d; in ONNX it lowers to standard Con
 
 MoE (torch: deploykit::moe)
     hidden [N,H] T, router_logits [N,E] T, gate_up [E,2I,H] T, down [E,H,I] T -> output [N,H] T
-    p = softmax(router_logits in fp32); w, idx = topk(p, top_k); w /= sum(w) when norm_topk_prob;
+    p = softmax(router_logits in fp32); w, idx = topk(p, top_k) (equal p: lower expert id first, as ONNX
+    TopK); w /= sum(w) when norm_topk_prob;
     output[n] = sum_j w[n,j] * down[idx_j] @ (silu(gate_up[idx_j][:I] @ x) * (gate_up[idx_j][I:] @ x)).
     The shared expert is not part of the op (it is plain MLP math in the graph).
 """

@@ -12,9 +12,13 @@ import torch.nn.functional as F
 
 
 def route(router_logits: torch.Tensor, top_k: int, norm_topk_prob: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(weights [N,k] fp32, expert ids [N,k]): softmax in fp32, top-k, optional renormalisation."""
+    """(weights [N,k] fp32, expert ids [N,k]): softmax in fp32, top-k, optional renormalisation. Equal
+    probabilities go to the lower expert id (ONNX TopK's rule, and the Triton kernel's): torch.topk leaves
+    ties unspecified, and 16-bit router logits tie often enough (bf16 has 8 significant bits) that the k-th
+    choice would differ between devices."""
     p = torch.softmax(router_logits.float(), dim=-1)
-    w, idx = torch.topk(p, top_k, dim=-1)
+    w, idx = torch.sort(p, dim=-1, descending=True, stable=True)
+    w, idx = w[..., :top_k], idx[..., :top_k]
     if norm_topk_prob:
         w = w / w.sum(-1, keepdim=True)
     return w, idx

@@ -14,6 +14,9 @@ GDN paths (a TensorRT AOT plugin embeds exactly one kernel, so the first two are
     prompt; nothing goes through global memory between chunks.
   * gdn_chunk_prep_kernel + gdn_chunk_scan_kernel: the same algebra as two launches (chunk-parallel prep
     into scratch, then a scan with only the state-dependent matmuls), for multi-kernel plugins.
+  * gdn_chunk_prep_kernel + gdn_chunk_states_kernel + gdn_chunk_out_kernel ("split3"): fla's partition, three
+    launches; the sequential scan keeps only the two state-update matmuls per chunk, and the output is
+    computed for all chunks in parallel from the stored per-chunk states.
 Names inside kernels follow fla: i_ indices, o_ offsets, p_ pointers, b_ register blocks, m_ masks.
 """
 
@@ -297,6 +300,113 @@ def gdn_chunk_scan_kernel(
         b_kd = b_k * tl.exp(b_last - b_gc)[:, None]
         b_h = b_h * tl.exp(b_last) + tl.dot(tl.trans(b_kd), b_vn, input_precision=DOT)
     tl.store(ht + p_h, b_h, mask=m_k[:, None] & m_v[None, :])
+
+
+@triton.jit
+def gdn_chunk_states_kernel(
+    k,
+    w,
+    u,
+    gcs,
+    h0,
+    T,
+    hs,
+    vn,
+    ht,
+    HK: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BVS: tl.constexpr,  # BV: scratch width; BVS: tile
+    USE_L2NORM: tl.constexpr,
+    DOT: tl.constexpr,
+):
+    """Split3 path, step 2 (sequential over chunks, one program per state tile): the state recurrence alone,
+    two matmuls per chunk. It stores each chunk's starting state and deltas, from which step 3 computes every
+    chunk's output in parallel (fla's partition: the output matmuls leave the sequential path)."""
+    i_v, i_bh = tl.program_id(0), tl.program_id(1)
+    i_b, i_hv = i_bh // HV, i_bh % HV
+    i_hk = i_hv // (HV // HK)
+    o_t, o_k = tl.arange(0, BT), tl.arange(0, BK)
+    o_v = i_v * BVS + tl.arange(0, BVS)
+    m_k, m_v = o_k < K, o_v < V
+    p_h = i_bh.to(tl.int64) * K * V + o_k[:, None] * V + o_v[None, :]
+    b_h = tl.load(h0 + p_h, mask=m_k[:, None] & m_v[None, :], other=0.0)  # rows >= K stay zero
+    NT = tl.cdiv(T, BT)
+    for i_c in range(NT):
+        t0 = i_c * BT
+        i_t = (i_b * T + t0 + o_t).to(tl.int64)
+        m_t = (t0 + o_t) < T
+        c = i_bh.to(tl.int64) * NT + i_c  # this chunk's index in the scratch buffers
+        r = c * BT + o_t
+        tl.store(hs + (c * BK + o_k[:, None]) * BV + o_v[None, :], b_h, mask=m_v[None, :])
+        b_k = tl.load(
+            k + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0
+        ).to(tl.float32)
+        b_k = _l2norm_rows(b_k, USE_L2NORM)
+        b_gc = tl.load(gcs + r)
+        b_last = tl.sum(tl.where(o_t == BT - 1, b_gc, 0.0), axis=0)
+        b_w = tl.load(w + r[:, None] * BK + o_k[None, :])
+        b_u = tl.load(u + r[:, None] * BV + o_v[None, :], mask=m_v[None, :], other=0.0)
+        b_vn = b_u - tl.dot(b_w, b_h, input_precision=DOT)  # padded rows: w = u = 0, so 0
+        tl.store(vn + r[:, None] * BV + o_v[None, :], b_vn, mask=m_v[None, :])
+        b_kd = b_k * tl.exp(b_last - b_gc)[:, None]
+        b_h = b_h * tl.exp(b_last) + tl.dot(tl.trans(b_kd), b_vn, input_precision=DOT)
+    tl.store(ht + p_h, b_h, mask=m_k[:, None] & m_v[None, :])
+
+
+@triton.jit
+def gdn_chunk_out_kernel(
+    q,
+    hs,
+    vn,
+    aqk,
+    gcs,
+    T,
+    o,
+    HK: tl.constexpr,
+    HV: tl.constexpr,
+    K: tl.constexpr,
+    V: tl.constexpr,
+    BT: tl.constexpr,
+    BK: tl.constexpr,
+    BV: tl.constexpr,
+    BVO: tl.constexpr,  # BV: scratch width; BVO: tile
+    USE_L2NORM: tl.constexpr,
+    scale: tl.constexpr,
+    DOT: tl.constexpr,
+):
+    """Split3 path, step 3 (parallel over chunks and value tiles): O = (Q o exp(gc)) S_c + (Q K^T o decay) D."""
+    i_c, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    i_b, i_hv = i_bh // HV, i_bh % HV
+    i_hk = i_hv // (HV // HK)
+    o_t, o_k = tl.arange(0, BT), tl.arange(0, BK)
+    o_v = i_v * BVO + tl.arange(0, BVO)
+    m_k, m_v = o_k < K, o_v < V
+    t0 = i_c * BT
+    i_t = (i_b * T + t0 + o_t).to(tl.int64)
+    m_t = (t0 + o_t) < T
+    c = i_bh.to(tl.int64) * tl.cdiv(T, BT) + i_c
+    r = c * BT + o_t
+    b_q = tl.load(
+        q + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0
+    ).to(tl.float32)
+    b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
+    b_gc = tl.load(gcs + r)
+    b_h = tl.load(hs + (c * BK + o_k[:, None]) * BV + o_v[None, :], mask=m_v[None, :], other=0.0)
+    b_vn = tl.load(vn + r[:, None] * BV + o_v[None, :], mask=m_v[None, :], other=0.0)
+    b_qk = tl.load(aqk + r[:, None] * BT + o_t[None, :])
+    b_o = tl.dot(b_q * tl.exp(b_gc)[:, None], b_h, input_precision=DOT) + tl.dot(
+        b_qk, b_vn, input_precision=DOT
+    )
+    tl.store(
+        o + (i_t[:, None] * HV + i_hv) * V + o_v[None, :],
+        b_o.to(o.dtype.element_ty),
+        mask=m_t[:, None] & m_v[None, :],
+    )
 
 
 @triton.jit

@@ -14,13 +14,16 @@ import triton
 from .kernels import (
     causal_conv1d_kernel,
     gdn_chunk_kernel,
+    gdn_chunk_out_kernel,
     gdn_chunk_prep_kernel,
     gdn_chunk_scan_kernel,
+    gdn_chunk_states_kernel,
     gdn_recurrent_kernel,
 )
 
 CHUNK = 64  # tokens per chunk: fla and transformers use 64 (tensor-core friendly, solve stays cheap)
 CHUNK_MIN_T = 64  # below one full chunk the recurrent kernel does less work than one chunk step
+MODES = ("auto", "recurrent", "chunk", "split", "split3")
 SCAN_STAGES = (
     2  # split-path scan: Triton's default 3 load stages need 169 KiB of shared memory on sm_80 (> 163)
 )
@@ -39,6 +42,11 @@ def gdn_tiles(K: int, V: int, B: int, HV: int, chunked: bool) -> tuple[int, int]
 
 def grid_gdn(B: int, HV: int, V: int, BV: int) -> tuple[int, int]:
     return (triton.cdiv(V, BV), B * HV)
+
+
+def grid_gdn_out(B: int, HV: int, V: int, T: int, BVO: int) -> tuple[int, int, int]:
+    """split3's output step: chunks on axis 0 (the only axis allowed more than 65535 programs)."""
+    return (triton.cdiv(T, CHUNK), triton.cdiv(V, BVO), B * HV)
 
 
 def _check_gdn(q, k, v, g, beta, initial_state) -> None:
@@ -64,6 +72,7 @@ def gated_delta_rule_fwd(
     use_qk_l2norm: int = 1,
     *,
     mode: str = "auto",  # "auto" | "recurrent" | "chunk" (one persistent kernel) | "split" (prep + scan)
+    # | "split3" (prep + state scan + chunk-parallel output)
     dot_precision: str = "ieee",
     solve: str = "rows",  # chunk/split only: "rows" (row substitution) or "blocked" (see kernels.py)
     block_v: int | None = None,
@@ -72,6 +81,8 @@ def gated_delta_rule_fwd(
     """Returns (output [B,T,Hv,Dv] in v's dtype, final_state [B,Hv,Dk,Dv] fp32), like naive_gated_delta_rule.
     Keyword-only knobs are for benchmarks; plugins use the defaults."""
     _check_gdn(q, k, v, g, beta, initial_state)
+    if mode not in MODES:
+        raise ValueError(f"GatedDeltaRule: mode must be one of {', '.join(MODES)}, got {mode!r}")
     B, T, HK, K = q.shape
     HV, V = v.shape[2], v.shape[3]
     q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
@@ -105,20 +116,20 @@ def gated_delta_rule_fwd(
             **common,
         )
     else:
-        _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common)
+        _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common, mode == "split3")
     return o, ht
 
 
-def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common) -> None:
-    """Two launches: chunk-parallel prep into fp32 scratch, then the sequential scan (for plugins that can
-    enqueue several kernels and own a workspace: the C++ IPluginV3 path, not a QDP AOT plugin)."""
-    B, HV = q.shape[0], common["HV"]
-    NT, BVP = triton.cdiv(T, CHUNK), triton.next_power_of_2(common["V"])
+def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common, three: bool) -> None:
+    """Chunk-parallel prep into fp32 scratch, then either the sequential scan that also writes the output
+    ("split", two launches) or a state-only scan plus a chunk-parallel output kernel ("split3", three). For
+    plugins that can enqueue several kernels and own a workspace (the C++ IPluginV3 path, not a QDP AOT plugin).
+    split3's extra scratch is one fp32 state per chunk: B * Hv * cdiv(T, 64) * Dk * Dv * 4 bytes."""
+    B, HV, V, BK = q.shape[0], common["HV"], common["V"], common["BK"]
+    NT, BVP = triton.cdiv(T, CHUNK), triton.next_power_of_2(V)
     rows = B * HV * NT * CHUNK
-    w = torch.empty(rows, common["BK"], dtype=torch.float32, device=q.device)
-    u = torch.empty(rows, BVP, dtype=torch.float32, device=q.device)
-    aqk = torch.empty(rows, CHUNK, dtype=torch.float32, device=q.device)
-    gcs = torch.empty(rows, dtype=torch.float32, device=q.device)
+    scratch = lambda *shape: torch.empty(*shape, dtype=torch.float32, device=q.device)  # noqa: E731
+    w, u, aqk, gcs = scratch(rows, BK), scratch(rows, BVP), scratch(rows, CHUNK), scratch(rows)
     gdn_chunk_prep_kernel[(NT, B * HV)](
         q,
         k,
@@ -137,23 +148,61 @@ def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, 
         num_warps=8,
         **common,
     )
-    gdn_chunk_scan_kernel[grid_gdn(B, HV, common["V"], BV)](
-        q,
+    if not three:
+        gdn_chunk_scan_kernel[grid_gdn(B, HV, V, BV)](
+            q,
+            k,
+            w,
+            u,
+            aqk,
+            gcs,
+            h0,
+            T,
+            o,
+            ht,
+            BT=CHUNK,
+            BV=BVP,
+            BVS=BV,
+            DOT=dot_precision,
+            num_warps=num_warps or 4,
+            num_stages=SCAN_STAGES,
+            **common,
+        )
+        return
+    hs, vn = scratch(B * HV * NT * BK, BVP), scratch(rows, BVP)
+    state_cx = {key: common[key] for key in ("HK", "HV", "K", "V", "BK", "USE_L2NORM")}
+    gdn_chunk_states_kernel[grid_gdn(B, HV, V, BV)](
         k,
         w,
         u,
-        aqk,
         gcs,
         h0,
         T,
-        o,
+        hs,
+        vn,
         ht,
         BT=CHUNK,
         BV=BVP,
         BVS=BV,
         DOT=dot_precision,
         num_warps=num_warps or 4,
-        num_stages=SCAN_STAGES,
+        **state_cx,
+    )
+    BVO = min(64, BVP)  # a [64, 64] fp32 output tile: the state slice [Dk, 64] is 32 KB of registers
+    # (the same choice as gdn_split_aot_specs)
+    gdn_chunk_out_kernel[grid_gdn_out(B, HV, V, T, BVO)](
+        q,
+        hs,
+        vn,
+        aqk,
+        gcs,
+        T,
+        o,
+        BT=CHUNK,
+        BV=BVP,
+        BVO=BVO,
+        DOT=dot_precision,
+        num_warps=4,
         **common,
     )
 
@@ -244,41 +293,52 @@ def gdn_split_aot_specs(
     batch_hint: int = 1,
     dot_precision: str = "tf32",
     solve: str = "rows",
+    three: bool = False,
 ):
-    """[prep, scan] KernelSpecs of the two-launch chunked path (for a multi-kernel plugin with a workspace).
-    Grids: prep (cdiv(T, 64), B * HV), scan (cdiv(V, BVS), B * HV); runtime scalar: T."""
+    """KernelSpecs of the multi-launch chunked paths (for a multi-kernel plugin with a workspace), in launch
+    order: [prep, scan] ("split") or [prep, states, out] ("split3"). Grids: prep (cdiv(T, 64), B * HV); scan
+    and states (cdiv(V, BVS), B * HV); out (cdiv(T, 64), cdiv(V, BVO), B * HV). Runtime scalar: T."""
     from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
 
     t, f32 = "*" + TRITON_DTYPE[dtype], "*fp32"
     BK, BVS = gdn_tiles(K, V, batch_hint, HV, chunked=True)
+    BVP = triton.next_power_of_2(V)
     cx = dict(
-        HK=HK,
-        HV=HV,
-        K=K,
-        V=V,
-        BT=CHUNK,
-        BK=BK,
-        BV=triton.next_power_of_2(V),
-        USE_L2NORM=bool(use_qk_l2norm),
-        scale=float(scale),
-        DOT=dot_precision,
+        HK=HK, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BVP, USE_L2NORM=bool(use_qk_l2norm), DOT=dot_precision
     )
     prep = KernelSpec(
         gdn_chunk_prep_kernel,
         dict(q=t, k=t, v=t, g=f32, beta=t, T="i32", w=f32, u=f32, aqk=f32, gcs=f32),
-        dict(cx, BLOCKED_SOLVE=solve == "blocked"),
+        dict(cx, scale=float(scale), BLOCKED_SOLVE=solve == "blocked"),
         num_warps=8,
         grid=("cdiv(T,64)", "B*HV"),
     )
-    scan = KernelSpec(
-        gdn_chunk_scan_kernel,
-        dict(q=t, k=t, w=f32, u=f32, aqk=f32, gcs=f32, h0=f32, T="i32", o=t, ht=f32),
+    if not three:
+        scan = KernelSpec(
+            gdn_chunk_scan_kernel,
+            dict(q=t, k=t, w=f32, u=f32, aqk=f32, gcs=f32, h0=f32, T="i32", o=t, ht=f32),
+            dict(cx, scale=float(scale), BVS=BVS),
+            num_warps=4,
+            num_stages=SCAN_STAGES,
+            grid=(f"cdiv(V,{BVS})", "B*HV"),
+        )
+        return [prep, scan]
+    states = KernelSpec(
+        gdn_chunk_states_kernel,
+        dict(k=t, w=f32, u=f32, gcs=f32, h0=f32, T="i32", hs=f32, vn=f32, ht=f32),
         dict(cx, BVS=BVS),
         num_warps=4,
-        num_stages=SCAN_STAGES,
         grid=(f"cdiv(V,{BVS})", "B*HV"),
     )
-    return [prep, scan]
+    BVO = min(64, BVP)
+    out = KernelSpec(
+        gdn_chunk_out_kernel,
+        dict(q=t, hs=f32, vn=f32, aqk=f32, gcs=f32, T="i32", o=t),
+        dict(cx, scale=float(scale), BVO=BVO),
+        num_warps=4,
+        grid=("cdiv(T,64)", f"cdiv(V,{BVO})", "B*HV"),
+    )
+    return [prep, states, out]
 
 
 def conv_aot_spec(dtype: str, KW: int, activation: str, decode: bool):

@@ -11,12 +11,40 @@
   5. moe_combine_kernel  sums each token's k rows (fixed order: deterministic) and casts to the activation dtype.
 Every expert's weights are read once per BM-row block of its tokens: at decode (few tokens per expert)
 that is once, which is what the bandwidth target asks for.
+
+A batch of a few tokens has almost no expert shared by two tokens, and there the five launches cost more than
+the weights take to stream. The "pairs" path does it in two, reading each expert once per (token, expert) pair:
+  1. moe_pair_gate_up_kernel   routes (each program for its own token) and runs gate/up as a GEMV per pair.
+  2. moe_token_down_kernel     per token: its k down GEMVs, weighted and summed in registers, cast, stored.
 """
 
 from __future__ import annotations
 
 import triton
 import triton.language as tl
+
+
+@triton.jit
+def _route_row(
+    row, E: tl.constexpr, BE: tl.constexpr, TOP_K: tl.constexpr, KP: tl.constexpr, NORM: tl.constexpr
+):
+    """(ids [KP] int32, weights [KP] fp32) of one token from its E logits at `row`: fp32 softmax, top-k by
+    repeated argmax (ties go to the lowest expert id), optional renormalisation. Entries >= TOP_K are 0."""
+    o_e, o_j = tl.arange(0, BE), tl.arange(0, KP)
+    b_l = tl.load(row + o_e, mask=o_e < E, other=float("-inf")).to(tl.float32)
+    b_p = tl.exp(b_l - tl.max(b_l, axis=0))
+    b_p = b_p / tl.sum(b_p, axis=0)
+    b_w = tl.zeros([KP], dtype=tl.float32)
+    b_ids = tl.zeros([KP], dtype=tl.int32)
+    for j in tl.static_range(TOP_K):
+        b_m = tl.max(b_p, axis=0)
+        b_i = tl.min(tl.where(b_p == b_m, o_e, BE), axis=0)
+        b_w = tl.where(o_j == j, b_m, b_w)
+        b_ids = tl.where(o_j == j, b_i, b_ids)
+        b_p = tl.where(o_e == b_i, -1.0, b_p)  # probabilities are >= 0, so -1 is never picked again
+    if NORM:
+        b_w = b_w / tl.sum(b_w, axis=0)
+    return b_ids, b_w
 
 
 @triton.jit
@@ -31,20 +59,8 @@ def moe_route_kernel(
     NORM: tl.constexpr,
 ):
     i_n = tl.program_id(0).to(tl.int64)
-    o_e, o_j = tl.arange(0, BE), tl.arange(0, KP)  # KP = next power of two >= TOP_K
-    b_l = tl.load(logits + i_n * E + o_e, mask=o_e < E, other=float("-inf")).to(tl.float32)
-    b_p = tl.exp(b_l - tl.max(b_l, axis=0))
-    b_p = b_p / tl.sum(b_p, axis=0)
-    b_w = tl.zeros([KP], dtype=tl.float32)
-    b_ids = tl.zeros([KP], dtype=tl.int32)
-    for j in tl.static_range(TOP_K):  # k rounds of argmax; ties go to the lowest expert id
-        b_m = tl.max(b_p, axis=0)
-        b_i = tl.min(tl.where(b_p == b_m, o_e, BE), axis=0)
-        b_w = tl.where(o_j == j, b_m, b_w)
-        b_ids = tl.where(o_j == j, b_i, b_ids)
-        b_p = tl.where(o_e == b_i, -1.0, b_p)  # probabilities are >= 0, so -1 is never picked again
-    if NORM:
-        b_w = b_w / tl.sum(b_w, axis=0)
+    o_j = tl.arange(0, KP)  # KP = next power of two >= TOP_K
+    b_ids, b_w = _route_row(logits + i_n * E, E, BE, TOP_K, KP, NORM)
     tl.store(ids + i_n * TOP_K + o_j, b_ids, mask=o_j < TOP_K)
     tl.store(weights + i_n * TOP_K + o_j, b_w, mask=o_j < TOP_K)
 
@@ -67,7 +83,8 @@ def moe_align_kernel(
     BM: tl.constexpr,
     BP: tl.constexpr,
 ):
-    """slot_pair must be pre-filled with P (the padding sentinel); block_expert gets E past the last block."""
+    """Writes every slot: its pair index, or P (the padding sentinel) where a group is padded to BM rows or past
+    the last group; block_expert gets E past the last block. No pre-fill (one launch fewer at decode)."""
     o_p = tl.arange(0, BP)
     counts = tl.zeros([BE], dtype=tl.int32)
     for p0 in range(0, P, BP):
@@ -84,10 +101,18 @@ def moe_align_kernel(
         rank = tl.sum(same.to(tl.int32), axis=1) + _gather(seen, b_e, BE)  # stable: earlier pairs first
         tl.store(slot_pair + _gather(starts, b_e, BE) + rank, p0 + o_p, mask=m_p)
         seen += tl.histogram(b_e, BE, mask=m_p)
+    o_r = tl.arange(0, BM)
     for b0 in range(0, NB_MAX, BP):
         o_b = b0 + o_p
+        m_b = o_b < NB_MAX
         b_x = tl.sum(((ends[None, :] <= o_b[:, None] * BM) & (tl.arange(0, BE)[None, :] < E)).to(tl.int32), 1)
-        tl.store(block_expert + o_b, b_x, mask=o_b < NB_MAX)  # experts whose groups end before the block
+        tl.store(block_expert + o_b, b_x, mask=m_b)  # experts whose groups end before the block
+        # padding: a slot whose rank in its expert's group is past the count (expert E has count 0). The
+        # scatter above wrote exactly the other slots, so the two sets of stores never overlap.
+        b_slot = o_b[:, None] * BM + o_r[None, :]
+        b_rank = b_slot - _gather(starts, b_x, BE)[:, None]
+        m_pad = (b_rank >= _gather(counts, b_x, BE)[:, None]) & m_b[:, None]
+        tl.store(slot_pair + b_slot, tl.zeros([BP, BM], dtype=tl.int32) + P, mask=m_pad)
 
 
 @triton.jit
@@ -193,3 +218,88 @@ def moe_combine_kernel(y, out, H: tl.constexpr, TOP_K: tl.constexpr, BH: tl.cons
     for j in tl.static_range(TOP_K):
         acc += tl.load(y + (i_n * TOP_K + j) * H + o_h, mask=o_h < H, other=0.0)
     tl.store(out + i_n * H + o_h, acc.to(out.dtype.element_ty), mask=o_h < H)
+
+
+@triton.jit
+def moe_pair_gate_up_kernel(
+    hidden,
+    router_logits,
+    gate_up,
+    inter,
+    ids,
+    weights,
+    H: tl.constexpr,
+    I: tl.constexpr,  # noqa: E741 (contract symbol I)
+    E: tl.constexpr,
+    BE: tl.constexpr,
+    TOP_K: tl.constexpr,
+    KP: tl.constexpr,
+    NORM: tl.constexpr,
+    BN: tl.constexpr,
+    BK: tl.constexpr,
+):
+    """Small batches, step 1 of 2: one program per (token-expert pair, I tile). It routes its token itself (a
+    few hundred bytes of logits, recomputed by each program instead of a launch of its own), then streams its
+    expert's gate and up rows as a GEMV and writes SiLU(gate) * up. Programs of the first I tile store the
+    token's ids and weights for step 2."""
+    i_p, i_n = tl.program_id(0), tl.program_id(1)
+    i_tok, j = (i_p // TOP_K).to(tl.int64), i_p % TOP_K
+    o_j = tl.arange(0, KP)
+    b_ids, b_w = _route_row(router_logits + i_tok * E, E, BE, TOP_K, KP, NORM)
+    if (i_n == 0) & (j == 0):
+        tl.store(ids + i_tok * TOP_K + o_j, b_ids, mask=o_j < TOP_K)
+        tl.store(weights + i_tok * TOP_K + o_j, b_w, mask=o_j < TOP_K)
+    e = tl.sum(tl.where(o_j == j, b_ids, 0), axis=0).to(tl.int64)
+    o_n = i_n * BN + tl.arange(0, BN)
+    m_n = o_n < I
+    p_w = gate_up + e * (2 * I * H) + o_n[:, None] * H
+    acc_g = tl.zeros([BN, BK], dtype=tl.float32)  # reduced once after the loop
+    acc_u = tl.zeros([BN, BK], dtype=tl.float32)
+    for k0 in range(0, H, BK):
+        o_k = k0 + tl.arange(0, BK)
+        m_k = o_k < H
+        b_x = tl.load(hidden + i_tok * H + o_k, mask=m_k, other=0.0).to(tl.float32)
+        m_w = m_n[:, None] & m_k[None, :]
+        acc_g += tl.load(p_w + o_k[None, :], mask=m_w, other=0.0).to(tl.float32) * b_x[None, :]
+        acc_u += tl.load(p_w + I * H + o_k[None, :], mask=m_w, other=0.0).to(tl.float32) * b_x[None, :]
+    b_g, b_u = tl.sum(acc_g, axis=1), tl.sum(acc_u, axis=1)
+    tl.store(
+        inter + i_p.to(tl.int64) * I + o_n, (b_g * tl.sigmoid(b_g) * b_u).to(inter.dtype.element_ty), mask=m_n
+    )
+
+
+@triton.jit
+def moe_token_down_kernel(
+    inter,
+    down,
+    ids,
+    weights,
+    out,
+    H: tl.constexpr,
+    I: tl.constexpr,  # noqa: E741 (contract symbol I)
+    TOP_K: tl.constexpr,
+    BN: tl.constexpr,
+    BK: tl.constexpr,
+):
+    """Small batches, step 2 of 2: one program per (token, H tile) sums its k experts' down GEMVs, each scaled
+    by its routing weight, in a fixed order (deterministic) and writes the output: no fp32 [P,H] buffer and no
+    combine launch."""
+    i_tok, i_n = tl.program_id(0).to(tl.int64), tl.program_id(1)
+    o_n = i_n * BN + tl.arange(0, BN)
+    m_n = o_n < H
+    acc = tl.zeros([BN], dtype=tl.float32)
+    for j in tl.static_range(TOP_K):
+        i_p = i_tok * TOP_K + j
+        e = tl.load(ids + i_p).to(tl.int64)
+        p_w = down + e * (H * I) + o_n[:, None] * I
+        b_acc = tl.zeros([BN, BK], dtype=tl.float32)
+        for k0 in range(0, I, BK):
+            o_k = k0 + tl.arange(0, BK)
+            m_k = o_k < I
+            b_a = tl.load(inter + i_p * I + o_k, mask=m_k, other=0.0).to(tl.float32)
+            b_acc += (
+                tl.load(p_w + o_k[None, :], mask=m_n[:, None] & m_k[None, :], other=0.0).to(tl.float32)
+                * b_a[None, :]
+            )
+        acc += tl.sum(b_acc, axis=1) * tl.load(weights + i_p)
+    tl.store(out + i_tok * H + o_n, acc.to(out.dtype.element_ty), mask=m_n)

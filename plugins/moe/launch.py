@@ -17,8 +17,23 @@ from .kernels import (
     moe_combine_kernel,
     moe_down_kernel,
     moe_gate_up_kernel,
+    moe_pair_gate_up_kernel,
     moe_route_kernel,
+    moe_token_down_kernel,
 )
+
+PATHS = ("auto", "grouped", "pairs")
+# "auto" takes the two-launch pairs path up to this many tokens. At 35B-A3B shapes (256 experts, top-8) 4
+# tokens touch ~30 distinct experts for 32 pairs, so reading per pair costs ~6 % more bytes, against three
+# launches saved (a few us each, about the time 8 experts take to stream). An estimate, not a measurement:
+# bench/bench_moe.py times both paths at 1-8 tokens on the GPU.
+PAIRS_MAX_TOKENS = 4
+
+
+def pair_tiles(H: int, I: int) -> dict[str, int]:  # noqa: E741 (contract symbol I)
+    """N tiles of 16 rows (so a 35B-A3B token's 8 pairs x 512 / 16 = 256 gate/up programs fill 132 SMs) and
+    256-wide K steps of 16-bit weights (512 B per row per step)."""
+    return dict(BN_GU=16, BN_DOWN=16, BK=min(256, triton.next_power_of_2(max(H, I))))
 
 
 def moe_tiles(pairs: int, E: int) -> dict[str, int]:
@@ -62,7 +77,7 @@ def moe_align(ids: torch.Tensor, E: int, BM: int):
     """(slot_pair [NB*BM] int32, block_expert [NB] int32): pairs grouped by expert, groups padded to BM."""
     P = ids.numel()
     nb_max = triton.cdiv(P, BM) + min(E, P)  # each expert hit adds at most one partly filled block
-    slot_pair = torch.full((nb_max * BM,), P, dtype=torch.int32, device=ids.device)
+    slot_pair = torch.empty(nb_max * BM, dtype=torch.int32, device=ids.device)  # the kernel writes every slot
     block_expert = torch.empty(nb_max, dtype=torch.int32, device=ids.device)
     moe_align_kernel[(1,)](
         ids.reshape(-1),
@@ -87,16 +102,25 @@ def moe_fwd(
     top_k: int,
     norm_topk_prob: int = 1,
     *,
+    path: str = "auto",
     tiles: dict[str, int] | None = None,
 ) -> torch.Tensor:
-    """Returns output [N,H] in hidden's dtype, like naive_moe. `tiles` overrides moe_tiles (benchmarks)."""
+    """Returns output [N,H] in hidden's dtype, like naive_moe. `path` ("auto", "grouped": five launches,
+    expert-major; "pairs": two launches, per token-expert pair) and `tiles` (overrides moe_tiles / pair_tiles)
+    are for benchmarks."""
     _check(hidden, router_logits, gate_up, down, top_k)
+    if path not in PATHS:
+        raise ValueError(f"MoE: path must be one of {', '.join(PATHS)}, got {path!r}")
     N, H = hidden.shape
     E, I = gate_up.shape[0], gate_up.shape[1] // 2  # noqa: E741 (contract symbol I)
     out = torch.empty_like(hidden)
     if N == 0:
         return out
     hidden, gate_up, down = hidden.contiguous(), gate_up.contiguous(), down.contiguous()
+    if path == "pairs" or (path == "auto" and N <= PAIRS_MAX_TOKENS):
+        return _moe_pairs(
+            hidden, router_logits.contiguous(), gate_up, down, top_k, norm_topk_prob, out, tiles
+        )
     P = N * top_k
     t = tiles or moe_tiles(P, E)
     dot = "ieee" if hidden.dtype == torch.float32 else "tf32"  # fp32 activations: exact; 16-bit: ignored
@@ -151,11 +175,76 @@ def moe_fwd(
     return out
 
 
-def moe_aot_specs(dtype: str, H: int, I: int, E: int, top_k: int, norm_topk_prob: int, decode: bool):  # noqa: E741 (contract symbol I)
-    """KernelSpecs of the five MoE kernels, in launch order (a multi-kernel op: see docs/kernels.md)."""
+def _moe_pairs(hidden, router_logits, gate_up, down, top_k, norm_topk_prob, out, tiles) -> torch.Tensor:
+    N, H = hidden.shape
+    E, I = gate_up.shape[0], gate_up.shape[1] // 2  # noqa: E741 (contract symbol I)
+    t = tiles or pair_tiles(H, I)
+    ids = torch.empty(N, top_k, dtype=torch.int32, device=hidden.device)
+    w = torch.empty(N, top_k, dtype=torch.float32, device=hidden.device)
+    inter = torch.empty(N * top_k, I, dtype=hidden.dtype, device=hidden.device)
+    moe_pair_gate_up_kernel[(N * top_k, triton.cdiv(I, t["BN_GU"]))](
+        hidden,
+        router_logits,
+        gate_up,
+        inter,
+        ids,
+        w,
+        H=H,
+        I=I,
+        E=E,
+        BE=triton.next_power_of_2(E),
+        TOP_K=top_k,
+        KP=triton.next_power_of_2(top_k),
+        NORM=bool(norm_topk_prob),
+        BN=t["BN_GU"],
+        BK=t["BK"],
+        num_warps=4,
+    )
+    moe_token_down_kernel[(N, triton.cdiv(H, t["BN_DOWN"]))](
+        inter, down, ids, w, out, H=H, I=I, TOP_K=top_k, BN=t["BN_DOWN"], BK=t["BK"], num_warps=4
+    )
+    return out
+
+
+def moe_aot_specs(
+    dtype: str,
+    H: int,
+    I: int,  # noqa: E741 (contract symbol I)
+    E: int,
+    top_k: int,
+    norm_topk_prob: int,
+    decode: bool,
+    pairs: bool = False,
+):
+    """KernelSpecs of one MoE path in launch order (a multi-kernel op: see docs/kernels.md): the five grouped
+    kernels, or with `pairs` the two of the small-batch path (grids (N*top_k, cdiv(I, BN_GU)) and
+    (N, cdiv(H, BN_DOWN)); no runtime scalar)."""
     from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
 
     t = "*" + TRITON_DTYPE[dtype]
+    if pairs:
+        pt = pair_tiles(H, I)
+        route = dict(
+            E=E,
+            BE=triton.next_power_of_2(E),
+            TOP_K=top_k,
+            KP=triton.next_power_of_2(top_k),
+            NORM=bool(norm_topk_prob),
+        )
+        return [
+            KernelSpec(
+                moe_pair_gate_up_kernel,
+                dict(hidden=t, router_logits=t, gate_up=t, inter=t, ids="*i32", weights="*fp32"),
+                dict(route, H=H, I=I, BN=pt["BN_GU"], BK=pt["BK"]),
+                grid=("N*TOP_K", f"cdiv(I,{pt['BN_GU']})"),
+            ),
+            KernelSpec(
+                moe_token_down_kernel,
+                dict(inter=t, down=t, ids="*i32", weights="*fp32", out=t),
+                dict(H=H, I=I, TOP_K=top_k, BN=pt["BN_DOWN"], BK=pt["BK"]),
+                grid=("N", f"cdiv(H,{pt['BN_DOWN']})"),
+            ),
+        ]
     tl_ = moe_tiles(1 if decode else 4 * E, E)
     dot = "ieee" if dtype == "float32" else "tf32"
     gemm = dict(H=H, I=I, E=E, BM=tl_["BM"], BK=tl_["BK"], DOT=dot, UPCAST=False)

@@ -35,6 +35,9 @@ CASES = [  # (B, T, HK, HV, K, V, mode): GQA everywhere but one; T=1 decode; T n
     pytest.param(1, CHUNK + 3, 1, 3, 24, 20, "chunk", id="chunk-T67-dims-not-pow2"),
     pytest.param(2, CHUNK + 6, 1, 2, 16, 16, "split", id="split-T70-gqa2"),
     pytest.param(1, CHUNK + 3, 1, 3, 24, 20, "split", id="split-T67-dims-not-pow2"),
+    pytest.param(2, CHUNK + 6, 1, 2, 16, 16, "split3", id="split3-T70-gqa2"),
+    pytest.param(1, 2 * CHUNK + 3, 1, 3, 24, 20, "split3", id="split3-T131-dims-not-pow2"),
+    pytest.param(1, 5, 2, 4, 16, 16, "split3", id="split3-T5-one-partial-chunk"),
     pytest.param(1, 4, 1, 3, 24, 20, "recurrent", id="recurrent-dims-not-pow2"),
 ]
 
@@ -50,7 +53,7 @@ def test_fp32_matches_naive(B, T, HK, HV, K, V, mode):
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-@pytest.mark.parametrize("mode", ["recurrent", "chunk", "split"])
+@pytest.mark.parametrize("mode", ["recurrent", "chunk", "split", "split3"])
 def test_16bit_activations_within_rounding(dtype, mode):
     args = make(2, 21, 1, 2, 16, 16, dtype, seed=1)
     o, h = gated_delta_rule_fwd(*args, 0.25, 1, mode=mode)
@@ -81,14 +84,15 @@ def test_blocked_solve_with_nearly_parallel_keys():
 
 
 def test_prefill_split_in_two_then_decode():
-    """Prefill 37 + 40 tokens (neither a chunk multiple; persistent kernel, then the two-launch path) then one
-    decode step == one pass over all 78."""
+    """Prefill 37 + 23 + 17 tokens (none a chunk multiple; the persistent kernel, then the two- and the
+    three-launch paths) then one decode step == one pass over all 78."""
     q, k, v, g, beta, h0 = make(2, 78, 1, 2, 16, 16, torch.float32, seed=3)
     ro, rh = naive_gated_delta_rule(q, k, v, g, beta, h0, 0.25, 1)
     parts, h = [], h0
     for lo, hi, mode, solve in (
         (0, 37, "chunk", "rows"),
-        (37, 77, "split", "blocked"),
+        (37, 60, "split", "blocked"),
+        (60, 77, "split3", "rows"),
         (77, 78, "recurrent", ""),
     ):
         o, h = gated_delta_rule_fwd(
@@ -112,6 +116,11 @@ def test_zero_tokens_returns_the_state():
     args = make(2, 0, 1, 2, 16, 16, torch.float32)
     o, h = gated_delta_rule_fwd(*args, 0.25, 1)
     assert o.shape == (2, 0, 2, 16) and torch.equal(h, args[5])
+
+
+def test_unknown_mode_raises():
+    with pytest.raises(ValueError, match="mode must be one of"):
+        gated_delta_rule_fwd(*make(1, 2, 1, 1, 16, 16, torch.float32), 0.25, 1, mode="fast")
 
 
 def test_bad_shapes_raise():

@@ -32,6 +32,15 @@ def test_route_matches_reference(N, E, k, norm):
     assert rel_err(w, rw) <= 1e-6
 
 
+def test_route_breaks_ties_like_the_reference():
+    """Equal probabilities (16-bit logits tie often): both take the lower expert id (the contract's rule)."""
+    logits = torch.tensor([[0.5, 2.0, 1.0, 2.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0, 3.0, 0.0]]).to(torch.bfloat16)
+    w, ids = moe_route(logits, 3, 1)
+    rw, rids = route(logits, 3, 1)
+    assert ids.tolist() == rids.tolist() == [[1, 3, 5], [4, 0, 1]]
+    assert rel_err(w, rw) <= 1e-6
+
+
 def test_align_groups_pairs_by_expert_in_order():
     """Each expert's slots hold exactly its pairs in original order (a stable sort by expert), padded to BM."""
     ids = torch.tensor([[3, 0], [0, 5], [3, 1], [5, 0], [2, 3]], dtype=torch.int32)
@@ -47,6 +56,7 @@ def test_align_groups_pairs_by_expert_in_order():
             assert (flat[real.long()] == e).all()
     got = [p for p in slot_pair.tolist() if p < P]
     assert got == torch.argsort(flat, stable=True).tolist()
+    assert set(slot_pair.tolist()) <= set(range(P + 1))  # every other slot holds the sentinel P (no pre-fill)
 
 
 @pytest.mark.parametrize(
@@ -68,9 +78,30 @@ def test_align_groups_pairs_by_expert_in_order():
 )
 def test_fp32_matches_naive(N, H, E, I, k, norm, tiles):  # noqa: E741 (contract symbol I)
     args = make(N, H, E, I, torch.float32, seed=N)
-    out = moe_fwd(*args, k, norm, tiles=tiles)
+    out = moe_fwd(*args, k, norm, path="grouped", tiles=tiles)
     ref = naive_moe(*args, k, norm)
     assert out.dtype == ref.dtype and rel_err(out, ref) <= 1e-5
+
+
+@pytest.mark.parametrize(
+    "N,H,E,I,k,norm,tiles",
+    [
+        (1, 32, 8, 16, 2, 1, None),  # decode: one token
+        (3, 48, 24, 40, 10, 0, None),  # top-10, E / H / I not powers of two, no renormalisation
+        (4, 64, 16, 32, 4, 1, dict(BN_GU=8, BN_DOWN=16, BK=16)),  # K loops of several steps in both GEMVs
+        (9, 32, 4, 16, 2, 1, None),  # more tokens than experts: experts shared by tokens, each read per pair
+    ],
+)
+def test_pairs_path_fp32_matches_naive(N, H, E, I, k, norm, tiles):  # noqa: E741 (contract symbol I)
+    args = make(N, H, E, I, torch.float32, seed=N + 100)
+    out = moe_fwd(*args, k, norm, path="pairs", tiles=tiles)
+    ref = naive_moe(*args, k, norm)
+    assert out.dtype == ref.dtype and rel_err(out, ref) <= 1e-5
+
+
+def test_unknown_path_raises():
+    with pytest.raises(ValueError, match="path must be one of"):
+        moe_fwd(*make(1, 8, 4, 4, torch.float32), 2, 1, path="fast")
 
 
 @pytest.mark.parametrize("dtype,ulp", [(torch.bfloat16, BF16_ULP), (torch.float16, FP16_ULP)])
@@ -78,6 +109,8 @@ def test_16bit_within_rounding(dtype, ulp):
     """The SwiGLU intermediate is kept in the activation dtype (as transformers does), so the bound is a few
     ulps of the output scale: one rounding of the intermediate plus one of the output."""
     args = make(5, 64, 16, 32, dtype, seed=9)
-    out, ref = moe_fwd(*args, 4, 1), naive_moe(*args, 4, 1)
-    assert out.dtype == dtype
-    assert rel_err(out, ref) <= 4 * ulp
+    ref = naive_moe(*args, 4, 1)
+    for path in ("grouped", "pairs"):
+        out = moe_fwd(*args, 4, 1, path=path)
+        assert out.dtype == dtype
+        assert rel_err(out, ref) <= 4 * ulp, path

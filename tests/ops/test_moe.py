@@ -49,3 +49,33 @@ def test_norm_topk_prob_off_keeps_softmax_weights():
     expert = lambda e: (torch.nn.functional.silu(h @ gu[e, :3].t()) * (h @ gu[e, 3:].t())) @ d[e].t()
     ref = p[:, :1] * expert(0) + p[:, 1:] * expert(1)
     torch.testing.assert_close(naive_moe(h, rl, gu, d, top_k=2, norm_topk_prob=0), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_equal_router_probabilities_go_to_the_lower_expert_id_like_onnx_topk():
+    """bf16 router logits tie often; the contract breaks ties by the lower expert id, which is what ONNX TopK
+    specifies (and onnxruntime does), so the --decompose graph and the naive reference pick the same experts."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from deploykit.ops.moe import route
+
+    logits = torch.tensor([[0.5, 2.0, 1.0, 2.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0, 3.0, 0.0]])
+    w, idx = route(logits, 3, 0)
+    assert idx.tolist() == [[1, 3, 5], [4, 0, 1]]
+    graph = helper.make_graph(
+        [helper.make_node("TopK", ["p", "k"], ["w", "i"], axis=-1)],
+        "topk",
+        [helper.make_tensor_value_info("p", TensorProto.FLOAT, [2, 6])],
+        [helper.make_tensor_value_info("w", TensorProto.FLOAT, [2, 3]),
+         helper.make_tensor_value_info("i", TensorProto.INT64, [2, 3])],
+        [helper.make_tensor("k", TensorProto.INT64, [1], [3])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    p = torch.softmax(logits, -1).numpy()
+    ort_w, ort_i = sess.run(None, {"p": p})
+    assert ort_i.tolist() == idx.tolist()
+    np.testing.assert_allclose(ort_w, w.numpy(), rtol=1e-6)
+    onnx.checker.check_model(model)
