@@ -186,6 +186,7 @@ def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, 
         BVS=BV,
         DOT=dot_precision,
         num_warps=num_warps or 4,
+        num_stages=SCAN_STAGES,  # 2 load stages: 113 KiB of shared memory on sm_90, two programs per SM (3: 153)
         **state_cx,
     )
     BVO = min(64, BVP)  # a [64, 64] fp32 output tile: the state slice [Dk, 64] is 32 KB of registers
@@ -328,6 +329,7 @@ def gdn_split_aot_specs(
         dict(k=t, w=f32, u=f32, gcs=f32, h0=f32, T="i32", hs=f32, vn=f32, ht=f32),
         dict(cx, BVS=BVS),
         num_warps=4,
+        num_stages=SCAN_STAGES,
         grid=(f"cdiv(V,{BVS})", "B*HV"),
     )
     BVO = min(64, BVP)
