@@ -59,24 +59,46 @@ def main() -> None:
         t_exp, rss_exp = float("nan"), float("nan")
         if not (args.reuse_export and (out / "deploykit.json").is_file()):
             t_exp, rss_exp, _ = run_child([sys.executable, "-c", EXPORT, args.model, str(out), args.dtype])
-        build = [sys.executable, "-m", "deploykit", "build", str(out), "--backend", "tensorrt-rtx",
-                 "--target", args.target, "--max-batch", str(args.max_batch), "--max-tokens", str(args.max_tokens),
-                 "--max-past", str(args.max_past)] + (["--no-plugins"] if args.no_plugins else [])
+        build = [
+            sys.executable,
+            "-m",
+            "deploykit",
+            "build",
+            str(out),
+            "--backend",
+            "tensorrt-rtx",
+            "--target",
+            args.target,
+            "--max-batch",
+            str(args.max_batch),
+            "--max-tokens",
+            str(args.max_tokens),
+            "--max-past",
+            str(args.max_past),
+        ] + (["--no-plugins"] if args.no_plugins else [])
         t_build, rss_build, log = run_child(build)
         engine = out / f"model.{args.target}{'.inlined' if args.no_plugins else ''}.engine"
         manifest = json.loads(engine.with_name(engine.name + ".json").read_text())
         onnx_bytes = sum(f.stat().st_size for f in out.glob("model.onnx*"))
         layers = json.loads((out / "deploykit.json").read_text())["layers"]
         print(log.strip())
-        print(f"\nexport: {t_exp:.1f} s, peak RSS {rss_exp:.2f} GiB; ONNX + data {onnx_bytes / 2**30:.2f} GiB")
-        print(f"build:  {t_build:.1f} s wall (TensorRT {manifest['build_seconds']:.1f} s), peak RSS {rss_build:.2f} GiB; "
-              f"engine {manifest['engine']['bytes'] / 2**30:.2f} GiB, {manifest['plugin_layers']} plugin layers")
-        print("\n| date | machine | model | dtype | target | plugins | profiles (B, T, P max) | export s | export RSS GiB "
-              "| build s | build RSS GiB | engine GiB |")
-        print(f"| {time.strftime('%Y-%m-%d')} | {platform.machine()}, {os.cpu_count()} cores, no GPU | {args.model} "
-              f"({layers} layers, random) | {args.dtype} | {args.target} | {manifest['plugin_layers']} PLUGIN_V3 | "
-              f"{args.max_batch}, {args.max_tokens}, {args.max_past} | {t_exp:.0f} | {rss_exp:.2f} | {t_build:.0f} | "
-              f"{rss_build:.2f} | {manifest['engine']['bytes'] / 2**30:.2f} |")
+        print(
+            f"\nexport: {t_exp:.1f} s, peak RSS {rss_exp:.2f} GiB; ONNX + data {onnx_bytes / 2**30:.2f} GiB"
+        )
+        print(
+            f"build:  {t_build:.1f} s wall (TensorRT {manifest['build_seconds']:.1f} s), peak RSS {rss_build:.2f} GiB; "
+            f"engine {manifest['engine']['bytes'] / 2**30:.2f} GiB, {manifest['plugin_layers']} plugin layers"
+        )
+        print(
+            "\n| date | machine | model | dtype | target | plugins | profiles (B, T, P max) | export s | export RSS GiB "
+            "| build s | build RSS GiB | engine GiB |"
+        )
+        print(
+            f"| {time.strftime('%Y-%m-%d')} | {platform.machine()}, {os.cpu_count()} cores, no GPU | {args.model} "
+            f"({layers} layers, random) | {args.dtype} | {args.target} | {manifest['plugin_layers']} PLUGIN_V3 | "
+            f"{args.max_batch}, {args.max_tokens}, {args.max_past} | {t_exp:.0f} | {rss_exp:.2f} | {t_build:.0f} | "
+            f"{rss_build:.2f} | {manifest['engine']['bytes'] / 2**30:.2f} |"
+        )
     finally:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)

@@ -78,10 +78,17 @@ def run_configs(kind, shape: dict, args, configs, n_lat, n_thr, extra=None, fina
 KNOBS = ("mode", "dot_precision", "solve", "block_v", "num_warps")
 
 
-def decode(H, HV, B, sweep: bool, cfg: dict | None = None) -> dict:
-    configs = (
-        [dict(block_v=bv, num_warps=w) for bv in (16, 32, 64) for w in (2, 4, 8)] if sweep else [cfg or {}]
-    )
+DECODE_SWEEP = [dict(block_v=bv, num_warps=w) for bv in (16, 32, 64) for w in (2, 4, 8)]
+DECODE_QUICK = [
+    {},
+    dict(block_v=64, num_warps=4),
+    dict(block_v=32, num_warps=2),
+    dict(block_v=16, num_warps=2),
+]
+# quick: the launcher's default tiles first, then three neighbours (the recurrent kernel compiles in ~1 s)
+
+
+def decode(H, HV, B, configs: list[dict]) -> dict:
     configs = [dict(c, mode="recurrent") for c in configs]
     state = lambda row: {
         "state_GBps_at_throughput": round(2 * B * HV * K * V * 4 / (row["throughput_ms"] / 1e3) / 1e9)
@@ -125,7 +132,9 @@ def prefill(H, HV, T, configs: list[dict]) -> dict:
         return {}
     chosen = {k: best[k] for k in KNOBS if k in best}
     if len(configs) > 1:
-        run_configs("chunk", shape, args, [{**chosen, "dot_precision": "tf32x3"}, chosen], 10, 20, final=False)
+        run_configs(
+            "chunk", shape, args, [{**chosen, "dot_precision": "tf32x3"}, chosen], 10, 20, final=False
+        )
     return chosen
 
 
@@ -170,10 +179,10 @@ def main() -> None:
     only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
     emit({**device_line(), "copy_GBps": copy_bandwidth_GBps()})
     if only in (None, "decode"):
-        best = decode(*DECODE[0], sweep=not quick)
+        best = decode(*DECODE[0], DECODE_QUICK if quick else DECODE_SWEEP)
         for case in DECODE[1:]:
-            decode(*case, sweep=False, cfg=best)
-        decode(*DECODE[0][:2], 1, sweep=False)  # default tiles (the launcher's small-grid choice)
+            decode(*case, [best])
+        decode(*DECODE[0][:2], 1, [{}])  # default tiles (the launcher's small-grid choice)
     if only in (None, "prefill"):
         best = prefill(*PREFILL[0], PREFILL_QUICK if quick else PREFILL_SWEEP)
         for case in PREFILL[1:]:

@@ -26,10 +26,21 @@ LIN, FULL = "linear_attention", "full_attention"
 # Qwen3.5-2B text config (shared/reference/qwen35_configs.json: Megatron-LM _VARIANT_CONFIGS and slime
 # scripts/models/qwen3.5-2B.sh; tied embeddings, 3 Gated DeltaNet layers per full-attention layer).
 QWEN35_2B_TEXT = {
-    "model_type": "qwen3_5_text", "vocab_size": 248320, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 24,
-    "layer_types": [FULL if (i + 1) % 4 == 0 else LIN for i in range(24)], "num_attention_heads": 8,
-    "num_key_value_heads": 2, "head_dim": 256, "linear_num_key_heads": 16, "linear_num_value_heads": 16,
-    "linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4, "rms_norm_eps": 1e-6,
+    "model_type": "qwen3_5_text",
+    "vocab_size": 248320,
+    "hidden_size": 2048,
+    "intermediate_size": 6144,
+    "num_hidden_layers": 24,
+    "layer_types": [FULL if (i + 1) % 4 == 0 else LIN for i in range(24)],
+    "num_attention_heads": 8,
+    "num_key_value_heads": 2,
+    "head_dim": 256,
+    "linear_num_key_heads": 16,
+    "linear_num_value_heads": 16,
+    "linear_key_head_dim": 128,
+    "linear_value_head_dim": 128,
+    "linear_conv_kernel_dim": 4,
+    "rms_norm_eps": 1e-6,
     "tie_word_embeddings": True,
     "rope_parameters": {"rope_type": "default", "rope_theta": 10000000, "partial_rotary_factor": 0.25},
 }
@@ -54,8 +65,12 @@ def write_checkpoint(out: Path, dtype, seed: int = 0) -> int:
     from deploykit.model.config import parse_config
     from deploykit.model.model import Qwen35
 
-    config = {"model_type": "qwen3_5", "architectures": ["Qwen3_5ForConditionalGeneration"],
-              "tie_word_embeddings": True, "text_config": QWEN35_2B_TEXT}
+    config = {
+        "model_type": "qwen3_5",
+        "architectures": ["Qwen3_5ForConditionalGeneration"],
+        "tie_word_embeddings": True,
+        "text_config": QWEN35_2B_TEXT,
+    }
     meta = Qwen35(parse_config(config), dtype=dtype, device="meta")
     tensors = [("model.language_model." + n, tuple(p.shape)) for n, p in meta.named_parameters()]
     code = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32"}[dtype]
@@ -65,8 +80,9 @@ def write_checkpoint(out: Path, dtype, seed: int = 0) -> int:
         fname = f"model-{i + 1:05d}-of-00002.safetensors"
         total += _write_shard(out / fname, part, dtype, code, seed)
         weight_map.update({n: fname for n, _ in part})
-    (out / "model.safetensors.index.json").write_text(json.dumps({"metadata": {"total_size": total},
-                                                                  "weight_map": weight_map}))
+    (out / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map})
+    )
     (out / "config.json").write_text(json.dumps(config))
     return total
 
@@ -111,21 +127,34 @@ def main() -> None:
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         t = time.perf_counter()
-        out = subprocess.run([sys.executable, __file__, "--dtype", args.dtype, "--write-only", str(tmp)],
-                             check=True, capture_output=True, text=True).stdout
+        out = subprocess.run(
+            [sys.executable, __file__, "--dtype", args.dtype, "--write-only", str(tmp)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
         size = int(out.strip().splitlines()[-1])
         print(f"wrote {size / GIB:.2f} GiB ({args.dtype}) in {time.perf_counter() - t:.0f} s to {tmp}")
-        res = subprocess.run([sys.executable, "-c", LOAD_SNIPPET, str(tmp), args.dtype], check=True,
-                             capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+        res = subprocess.run(
+            [sys.executable, "-c", LOAD_SNIPPET, str(tmp), args.dtype],
+            check=True,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "OMP_NUM_THREADS": "2"},
+        )
         r = json.loads(res.stdout.strip().splitlines()[-1])
     finally:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     limit = r["model_bytes"] + GIB
-    print(f"Qwen3.5-2B text, {r['params'] / 1e9:.3f} B params, {args.dtype}: model {r['model_bytes'] / GIB:.2f} GiB")
+    print(
+        f"Qwen3.5-2B text, {r['params'] / 1e9:.3f} B params, {args.dtype}: model {r['model_bytes'] / GIB:.2f} GiB"
+    )
     print(f"  load time {r['load_s']:.1f} s; RSS after imports {r['rss_after_imports'] / GIB:.2f} GiB")
-    print(f"  peak RSS {r['peak_rss'] / GIB:.2f} GiB; target < model + 1 GiB = {limit / GIB:.2f} GiB: "
-          f"{'PASS' if r['peak_rss'] < limit else 'FAIL'} (headroom {(limit - r['peak_rss']) / GIB:.2f} GiB)")
+    print(
+        f"  peak RSS {r['peak_rss'] / GIB:.2f} GiB; target < model + 1 GiB = {limit / GIB:.2f} GiB: "
+        f"{'PASS' if r['peak_rss'] < limit else 'FAIL'} (headroom {(limit - r['peak_rss']) / GIB:.2f} GiB)"
+    )
 
 
 if __name__ == "__main__":

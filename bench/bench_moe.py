@@ -121,6 +121,9 @@ def main() -> None:
                 for bk in (128, 256, 512):
                     tiles = dict(BN_GU=bn_gu, BN_DOWN=bn_down, BK=bk)
                     case("35b-a3b", 1, copy_gbps, path="pairs", tiles=tiles)
+    else:  # quick: two more K steps (256 is the default) of the pairs path at batch 1, furthest from the target
+        for bk in (128, 512) if not SMOKE else ():
+            case("35b-a3b", 1, copy_gbps, path="pairs", tiles=dict(BN_GU=16, BN_DOWN=16, BK=bk))
     for name in DIMS:
         for tokens in sorted(set(TOKENS) | set(BOTH_PATHS)):
             if name != "35b-a3b" and tokens == 512 and quick:

@@ -33,8 +33,17 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
 
-    cold = [float(subprocess.run([sys.executable, "-c", COLD.format(inv=args.inventory)], check=True,
-                                 capture_output=True, text=True).stdout) for _ in range(args.repeats)]
+    cold = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", COLD.format(inv=args.inventory)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+        for _ in range(args.repeats)
+    ]
 
     from deploykit.planner.plan import make_plan
 
@@ -49,15 +58,21 @@ def main() -> int:
     for fmt, out in (("json", cli), ("table", table)):
         for _ in range(args.repeats):
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "deploykit", "plan", "--gpus", args.inventory, "--format", fmt],
-                           check=True, capture_output=True)
+            subprocess.run(
+                [sys.executable, "-m", "deploykit", "plan", "--gpus", args.inventory, "--format", fmt],
+                check=True,
+                capture_output=True,
+            )
             out.append(time.perf_counter() - t)
 
     print(f"machine: {platform.node()} {platform.machine()} python {platform.python_version()}")
     print(f"inventory {args.inventory}: 8 models x 3 precisions, {args.repeats} runs, median (min-max)")
-    for label, xs in (("make_plan cold (fresh interpreter, profiles loaded)", cold),
-                      ("make_plan warm", warm), ("CLI end to end (interpreter + imports + JSON)", cli),
-                      ("CLI end to end, rich table", table)):
+    for label, xs in (
+        ("make_plan cold (fresh interpreter, profiles loaded)", cold),
+        ("make_plan warm", warm),
+        ("CLI end to end (interpreter + imports + JSON)", cli),
+        ("CLI end to end, rich table", table),
+    ):
         print(f"  {label}: {_median(xs) * 1e3:.0f} ms ({min(xs) * 1e3:.0f}-{max(xs) * 1e3:.0f})")
     ok = max(_median(cli), _median(table)) < TARGET_S
     print(f"target < {TARGET_S:.0f} s end to end: {'PASS' if ok else 'FAIL'}")
