@@ -24,14 +24,17 @@ STAGE=${1:-all}
 OUT_DIR=${OUT:-out}/bench
 mkdir -p "$OUT_DIR"
 export TRITON_DEFAULT_FP_FUSION=1 PYTHONUNBUFFERED=1
-unset TRITON_INTERPRET
+# SMOKE=1: the same steps on the CPU (tiny shapes, Triton interpreter, GPU-only baselines skipped), which is
+# how CI checks this script (tests/kernels/test_bench_harness.py) before a GPU call depends on it.
+if [ -n "${SMOKE:-}" ]; then export BENCH_DEVICE=cpu TRITON_INTERPRET=1; S=--smoke; else unset TRITON_INTERPRET; S=; fi
 if ls .whl/*.whl >/dev/null 2>&1; then  # the device tool's way: a private target dir, nothing else touched
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} || echo "note: could not install the carried wheels"
 fi
 # deploykit is not installed there (its CLI needs pydantic, which that image lacks; the kernels and the naive
 # references do not): bench/_kernel_bench.py puts the checkout on sys.path and maps plugins/ itself.
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader | tee -a "$OUT_DIR/device.txt"
+{ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "no nvidia-smi"; } \
+  | tee -a "$OUT_DIR/device.txt"
 date -u +%Y-%m-%dT%H:%MZ | tee -a "$OUT_DIR/device.txt"
 Q=${QUICK:+--quick}
 
@@ -40,13 +43,17 @@ fla_cases() {  # kind, then "H HV N" triples; each case in its own process as fl
   for c in "$@"; do python bench/baselines/fla_baseline.py "$kind" $c; done
 }
 if [ "$STAGE" = quick ]; then  # step timeouts: 75 + 45 + 150 + 150 + 60 + 60 = 540 s
-  step() { local secs=$1 file=$2; shift 2; timeout "$secs" "$@" | tee "$OUT_DIR/$file" || echo "note: $file cut at ${secs}s or failed"; }
-  step 75 gdn_decode.jsonl python bench/bench_gdn.py --quick --only decode
-  step 45 fla_recurrent.jsonl bash -c 'for c in "16 32 64" "16 32 1"; do python bench/baselines/fla_baseline.py recurrent $c; done'
-  step 150 moe.jsonl python bench/bench_moe.py --quick
-  step 150 gdn_prefill.jsonl python bench/bench_gdn.py --quick --only prefill
-  step 60 fla_chunk.jsonl bash -c 'for c in "16 32 8192" "32 32 8192"; do python bench/baselines/fla_baseline.py chunk $c; done'
-  step 60 moe_baseline.jsonl python bench/baselines/moe_baseline.py
+  step() {  # seconds, output file, command...: a step cut off or failed is noted, the next one still runs
+    local secs=$1 file=$2; shift 2
+    timeout "$secs" "$@" | tee "$OUT_DIR/$file" || echo "note: $file cut at ${secs}s or failed"
+  }
+  baseline() { if [ -n "$S" ]; then echo "note: $2 skipped (smoke run: GPU-only baseline)"; else step "$@"; fi; }
+  step 75 gdn_decode.jsonl python bench/bench_gdn.py --quick --only decode $S
+  baseline 45 fla_recurrent.jsonl bash -c 'for c in "16 32 64" "16 32 1"; do python bench/baselines/fla_baseline.py recurrent $c; done'
+  step 150 moe.jsonl python bench/bench_moe.py --quick $S
+  step 150 gdn_prefill.jsonl python bench/bench_gdn.py --quick --only prefill $S
+  baseline 60 fla_chunk.jsonl bash -c 'for c in "16 32 8192" "32 32 8192"; do python bench/baselines/fla_baseline.py chunk $c; done'
+  baseline 60 moe_baseline.jsonl python bench/baselines/moe_baseline.py
   python bench/kernel_ratios.py "$OUT_DIR" | tee "$OUT_DIR/ratios.txt"
   exit 0
 fi
