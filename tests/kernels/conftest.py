@@ -14,5 +14,7 @@ if _early:  # imported as GPU kernels by an earlier test module: CPU tensors wou
 
     mod = sys.modules[_early[0]]
     if not any(isinstance(v, InterpretedFunction) for v in vars(mod).values()):
-        raise RuntimeError(f"{_early[0]} was imported before TRITON_INTERPRET=1 was set; set it in that test "
-                           "folder's conftest.py too (see tests/builder/conftest.py)")
+        raise RuntimeError(
+            f"{_early[0]} was imported before TRITON_INTERPRET=1 was set; set it in that test "
+            "folder's conftest.py too (see tests/builder/conftest.py)"
+        )

@@ -127,3 +127,17 @@ def test_bad_shapes_raise():
     q, k, v, g, beta, h0 = make(1, 2, 2, 3, 16, 16, torch.float32)  # Hv=3 not a multiple of Hk=2
     with pytest.raises(ValueError, match="GatedDeltaRule"):
         gated_delta_rule_fwd(q, k, v, g, beta, h0, 0.25, 1)
+
+
+@pytest.mark.parametrize(
+    "mode,solve,block_v", [("chunk", "blocked", 64), ("split", "rows", 32), ("split3", "blocked", 32)]
+)
+def test_qwen35_head_dims_with_the_gpu_tiles(mode, solve, block_v):
+    """Dk = Dv = 128 (every Qwen3.5 size): BK = 128, the 128-wide scratch, the 64-wide output tiles and the
+    value tiles the benchmark times, which the tiny-head cases above never reach; bf16 activations, 2 full
+    chunks + 22 tokens."""
+    args = make(1, 2 * CHUNK + 22, 1, 2, 128, 128, torch.bfloat16, seed=11)
+    o, h = gated_delta_rule_fwd(*args, 128**-0.5, 1, mode=mode, solve=solve, block_v=block_v)
+    ro, rh = naive_gated_delta_rule(*args, 128**-0.5, 1)
+    assert rel_err(h, rh) <= 1e-5
+    assert_within_rounding(o, ro)

@@ -99,6 +99,14 @@ def test_pairs_path_fp32_matches_naive(N, H, E, I, k, norm, tiles):  # noqa: E74
     assert out.dtype == ref.dtype and rel_err(out, ref) <= 1e-5
 
 
+def test_pairs_path_default_tiles_at_wider_dims():
+    """The launcher's own pair tiles (16-row N tiles, 256-wide K steps: two per row here) on bf16, the
+    configuration the GPU runs at batch 1, against the reference within a few output ulps."""
+    args = make(2, 512, 12, 256, torch.bfloat16, seed=5)
+    out, ref = moe_fwd(*args, 8, 1, path="pairs"), naive_moe(*args, 8, 1)
+    assert rel_err(out, ref) <= 4 * BF16_ULP
+
+
 def test_unknown_path_raises():
     with pytest.raises(ValueError, match="path must be one of"):
         moe_fwd(*make(1, 8, 4, 4, torch.float32), 2, 1, path="fast")
