@@ -7,7 +7,8 @@
 #   bash bench/run_gpu.sh all       # everything (longer than a 10-minute per-call limit: use the stages)
 #   bash bench/run_gpu.sh quick     # THE ONE-CALL CHECK (device budget: 15 minutes a task): every issue-5
 #                                   # target case and its baseline, each step under its own timeout (540 s
-#                                   # in all), most decisive first, so a cut-off run still brings back rows
+#                                   # in all), most decisive first, so a cut-off run still brings back rows.
+#                                   # It writes 8 files, the most the device tool brings back from $OUT.
 # QUICK=1 skips the sweeps. Output: $OUT/bench (or out/bench) as JSON lines; kernel_ratios.py prints the
 # ratios and the issue-5 targets over whatever files exist.
 # The estimated times above are guesses; nothing here has run on a GPU yet. The harness itself runs on the
