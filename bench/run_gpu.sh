@@ -6,7 +6,7 @@
 #   bash bench/run_gpu.sh moe       # MoE tile sweep + 3 models x 4 batch sizes + transformers baseline (~6-8 min)
 #   bash bench/run_gpu.sh all       # everything (longer than a 10-minute per-call limit: use the stages)
 #   bash bench/run_gpu.sh quick     # THE ONE-CALL CHECK (device budget: 15 minutes a task): every issue-5
-#                                   # target case and its baseline, each step under its own timeout (540 s
+#                                   # target case and its baseline, each step under its own timeout (555 s
 #                                   # in all), most decisive first, so a cut-off run still brings back rows.
 #                                   # It writes 8 files, the most the device tool brings back from $OUT.
 # QUICK=1 skips the sweeps. Output: $OUT/bench (or out/bench) as JSON lines; kernel_ratios.py prints the
@@ -43,16 +43,18 @@ fla_cases() {  # kind, then "H HV N" triples; each case in its own process as fl
   local kind=$1; shift
   for c in "$@"; do python bench/baselines/fla_baseline.py "$kind" $c; done
 }
-if [ "$STAGE" = quick ]; then  # step timeouts: 75 + 45 + 150 + 150 + 60 + 60 = 540 s
+if [ "$STAGE" = quick ]; then  # step timeouts: 90 + 60 + 45 + 120 + 120 + 60 + 60 = 555 s
   step() {  # seconds, output file, command...: a step cut off or failed is noted, the next one still runs
     local secs=$1 file=$2; shift 2
     timeout "$secs" "$@" | tee "$OUT_DIR/$file" || echo "note: $file cut at ${secs}s or failed"
   }
   baseline() { if [ -n "$S" ]; then echo "note: $2 skipped (smoke run: GPU-only baseline)"; else step "$@"; fi; }
-  step 75 gdn_decode.jsonl python bench/bench_gdn.py --quick --only decode $S
+  # all the specialisations below, compiled in parallel first (prints only: the 8 files are spoken for)
+  timeout 90 python bench/precompile.py $S || echo "note: precompile cut at 90s or failed; steps compile the rest"
+  step 60 gdn_decode.jsonl python bench/bench_gdn.py --quick --only decode $S
   baseline 45 fla_recurrent.jsonl bash -c 'for c in "16 32 64" "16 32 1"; do python bench/baselines/fla_baseline.py recurrent $c; done'
-  step 150 moe.jsonl python bench/bench_moe.py --quick $S
-  step 150 gdn_prefill.jsonl python bench/bench_gdn.py --quick --only prefill $S
+  step 120 moe.jsonl python bench/bench_moe.py --quick $S
+  step 120 gdn_prefill.jsonl python bench/bench_gdn.py --quick --only prefill $S
   baseline 60 fla_chunk.jsonl bash -c 'for c in "16 32 8192" "32 32 8192"; do python bench/baselines/fla_baseline.py chunk $c; done'
   baseline 60 moe_baseline.jsonl python bench/baselines/moe_baseline.py
   python bench/kernel_ratios.py "$OUT_DIR" | tee "$OUT_DIR/ratios.txt"

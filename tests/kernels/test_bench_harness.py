@@ -27,6 +27,7 @@ def test_quick_gpu_call_runs_checks_and_reports_on_the_cpu(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "cut at" not in proc.stdout, proc.stdout[-3000:]  # every step of ours finished
+    assert "precompile: 3 jobs" in proc.stdout and "FAILED" not in proc.stdout, proc.stdout[-3000:]
     out = tmp_path / "bench"
     gdn = _rows(out / "gdn_decode.jsonl") + _rows(out / "gdn_prefill.jsonl")
     moe = _rows(out / "moe.jsonl")
