@@ -25,7 +25,7 @@ from _kernel_bench import DEV, SMOKE, copy_bandwidth_GBps, device_line, emit, im
 import_plugins()
 from deploykit.ops.moe import naive_moe, route  # noqa: E402
 from deploykit.plugins.moe import moe_fwd  # noqa: E402
-from deploykit.plugins.moe.launch import PAIRS_MAX_TOKENS  # noqa: E402
+from deploykit.plugins.moe.launch import choose_path  # noqa: E402
 
 DIMS = {"35b-a3b": (2048, 256, 8, 512), "122b-a10b": (3072, 256, 8, 1024), "397b-a17b": (4096, 512, 10, 1024)}
 # (hidden, experts, top-k, expert intermediate): shared/bench/moe_baseline.py / shared/reference/qwen35.md
@@ -72,7 +72,7 @@ def case(name, tokens, copy_gbps, path="auto", tiles=None, check=True):
     H, _, _, I = DIMS[name]  # noqa: E741 (contract symbol I)
     distinct = int(route(logits, k, 1)[1].unique().numel())
     touched = distinct * 3 * I * H * 2
-    chosen = path if path != "auto" else ("pairs" if tokens <= PAIRS_MAX_TOKENS else "grouped")
+    chosen = choose_path(tokens, path)
     row = {
         "model": name,
         "tokens": tokens,
@@ -105,35 +105,42 @@ def case(name, tokens, copy_gbps, path="auto", tiles=None, check=True):
     return r.get("graph_ms", r["throughput_ms"])
 
 
-def main() -> None:
-    quick = "--quick" in sys.argv or SMOKE
-    copy_gbps = copy_bandwidth_GBps()
-    emit({**device_line(), "copy_GBps": copy_gbps})
-    if not quick:  # decode tile sweeps on the target model at batch 1 and 64 (checked: tiles change the sums)
+def plan(quick: bool) -> list[tuple[str, int, str, dict | None]]:
+    """(model, tokens, path, tiles) of every case main() times, in order (precompile.py compiles them)."""
+    cases = []
+    if not quick:  # decode tile sweeps on the target model (checked too: tiles change the sums)
         for tokens in (1, 64):
             for bn_gu in (16, 32, 64):
-                for bn_down in (32, 64, 128):
-                    for bk in (128,):  # BK=64 is the prefill default; decode streams long K rows
-                        tiles = dict(BM=16, BN_GU=bn_gu, BN_DOWN=bn_down, BK=bk)
-                        case("35b-a3b", tokens, copy_gbps, path="grouped", tiles=tiles)
+                for bn_down in (32, 64, 128):  # BK=64 is the prefill default; decode streams long K rows
+                    cases.append(
+                        ("35b-a3b", tokens, "grouped", dict(BM=16, BN_GU=bn_gu, BN_DOWN=bn_down, BK=128))
+                    )
         for bn_gu in (8, 16, 32):
             for bn_down in (8, 16, 32):
                 for bk in (128, 256, 512):
-                    tiles = dict(BN_GU=bn_gu, BN_DOWN=bn_down, BK=bk)
-                    case("35b-a3b", 1, copy_gbps, path="pairs", tiles=tiles)
-    else:  # quick: two more K steps (256 is the default) of the pairs path at batch 1, furthest from the target
-        for bk in (128, 512) if not SMOKE else ():
-            case("35b-a3b", 1, copy_gbps, path="pairs", tiles=dict(BN_GU=16, BN_DOWN=16, BK=bk))
+                    cases.append(("35b-a3b", 1, "pairs", dict(BN_GU=bn_gu, BN_DOWN=bn_down, BK=bk)))
+    elif (
+        not SMOKE
+    ):  # quick: two more K steps (256 is the default) of the pairs path at batch 1, furthest from the target
+        cases += [("35b-a3b", 1, "pairs", dict(BN_GU=16, BN_DOWN=16, BK=bk)) for bk in (128, 512)]
     for name in DIMS:
         for tokens in sorted(set(TOKENS) | set(BOTH_PATHS)):
             if name != "35b-a3b" and tokens == 512 and quick:
                 continue
-            case(name, tokens, copy_gbps)  # the launcher's default path
+            cases.append((name, tokens, "auto", None))  # the launcher's default path
             if tokens in BOTH_PATHS:
-                other = "grouped" if tokens <= PAIRS_MAX_TOKENS else "pairs"
-                case(name, tokens, copy_gbps, path=other)
-            if DEV == "cuda":
-                torch.cuda.empty_cache()
+                cases.append((name, tokens, "grouped" if choose_path(tokens) == "pairs" else "pairs", None))
+    return cases
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv or SMOKE
+    copy_gbps = copy_bandwidth_GBps()
+    emit({**device_line(), "copy_GBps": copy_gbps})
+    for name, tokens, path, tiles in plan(quick):
+        case(name, tokens, copy_gbps, path=path, tiles=tiles)
+        if DEV == "cuda":
+            torch.cuda.empty_cache()
 
 
 if __name__ == "__main__":

@@ -27,20 +27,13 @@ def gdn_jobs() -> list[tuple]:
 
 
 def moe_jobs() -> list[tuple]:
+    """bench_moe's quick plan, one job per model and path (each allocates its model's experts once)."""
     import bench_moe as m
 
-    jobs = []
-    for name in m.DIMS:  # one job per model and path: each allocates that model's expert weights once
-        tokens = [
-            t for t in sorted(set(m.TOKENS) | set(m.BOTH_PATHS)) if not (name != "35b-a3b" and t == 512)
-        ]
-        for path in ("grouped", "pairs"):
-            auto = {t: "pairs" if t <= m.PAIRS_MAX_TOKENS else "grouped" for t in tokens}
-            cases = [(t, None) for t in tokens if auto[t] == path or t in m.BOTH_PATHS]
-            if name == "35b-a3b" and path == "pairs":
-                cases += [(1, dict(BN_GU=16, BN_DOWN=16, BK=bk)) for bk in (128, 512)]
-            jobs.append(("moe", (name, path), cases))
-    return jobs
+    jobs: dict[tuple[str, str], list] = {}
+    for name, tokens, path, tiles in m.plan(quick=True):
+        jobs.setdefault((name, m.choose_path(tokens, path)), []).append((tokens, tiles))
+    return [("moe", key, cases) for key, cases in jobs.items()]
 
 
 def run(job: tuple) -> str:

@@ -9,7 +9,6 @@ with explicit state (the graph the exporter traced), for `--reference deploykit`
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,9 @@ from deploykit.errors import DeployKitError
 
 
 def _text_config_dict(checkpoint: Path, layers: int | None) -> tuple[dict, bool]:
-    raw = json.loads((checkpoint / "config.json").read_text())
+    from deploykit.model.config import read_config_json
+
+    raw = read_config_json(checkpoint)
     text = dict(raw.get("text_config") or raw)
     is_moe = raw.get("model_type", "") in ("qwen3_5_moe", "qwen3_5_moe_text")
     if "text_config" in raw and "tie_word_embeddings" in raw:

@@ -24,9 +24,8 @@ from .kernels import (
 CHUNK = 64  # tokens per chunk: fla and transformers use 64 (tensor-core friendly, solve stays cheap)
 CHUNK_MIN_T = 64  # below one full chunk the recurrent kernel does less work than one chunk step
 MODES = ("auto", "recurrent", "chunk", "split", "split3")
-SCAN_STAGES = (
-    2  # split-path scan: Triton's default 3 load stages need 169 KiB of shared memory on sm_80 (> 163)
-)
+SCAN_STAGES = 2  # split/split3 scans. Triton's default 3 load stages need 169 KiB of shared memory on sm_80
+# (> 163) for the split scan, 153 KiB on sm_90 for the split3 state scan (one program per SM; 113 KiB with 2)
 
 
 def gdn_tiles(K: int, V: int, B: int, HV: int, chunked: bool) -> tuple[int, int]:
@@ -42,6 +41,11 @@ def gdn_tiles(K: int, V: int, B: int, HV: int, chunked: bool) -> tuple[int, int]
 
 def grid_gdn(B: int, HV: int, V: int, BV: int) -> tuple[int, int]:
     return (triton.cdiv(V, BV), B * HV)
+
+
+def out_tile(BVP: int) -> int:
+    """split3's output value tile: [64, 64] fp32 outputs, the state slice [Dk, 64] is 32 KB of registers."""
+    return min(64, BVP)
 
 
 def grid_gdn_out(B: int, HV: int, V: int, T: int, BVO: int) -> tuple[int, int, int]:
@@ -123,7 +127,7 @@ def gated_delta_rule_fwd(
 def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common, three: bool) -> None:
     """Chunk-parallel prep into fp32 scratch, then either the sequential scan that also writes the output
     ("split", two launches) or a state-only scan plus a chunk-parallel output kernel ("split3", three). For
-    plugins that can enqueue several kernels and own a workspace (the C++ IPluginV3 path, not a QDP AOT plugin).
+    plugins that enqueue several kernels and own a workspace (the C++ IPluginV3 path, not QDP AOT plugins).
     split3's extra scratch is one fp32 state per chunk: B * Hv * cdiv(T, 64) * Dk * Dv * 4 bytes."""
     B, HV, V, BK = q.shape[0], common["HV"], common["V"], common["BK"]
     NT, BVP = triton.cdiv(T, CHUNK), triton.next_power_of_2(V)
@@ -148,49 +152,15 @@ def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, 
         num_warps=8,
         **common,
     )
+    # the sequential scan of either path: one program per state tile, 2 load stages (SCAN_STAGES)
+    scan = dict(BT=CHUNK, BV=BVP, BVS=BV, DOT=dot_precision, num_warps=num_warps or 4, num_stages=SCAN_STAGES)
     if not three:
-        gdn_chunk_scan_kernel[grid_gdn(B, HV, V, BV)](
-            q,
-            k,
-            w,
-            u,
-            aqk,
-            gcs,
-            h0,
-            T,
-            o,
-            ht,
-            BT=CHUNK,
-            BV=BVP,
-            BVS=BV,
-            DOT=dot_precision,
-            num_warps=num_warps or 4,
-            num_stages=SCAN_STAGES,
-            **common,
-        )
+        gdn_chunk_scan_kernel[grid_gdn(B, HV, V, BV)](q, k, w, u, aqk, gcs, h0, T, o, ht, **scan, **common)
         return
     hs, vn = scratch(B * HV * NT * BK, BVP), scratch(rows, BVP)
-    state_cx = {key: common[key] for key in ("HK", "HV", "K", "V", "BK", "USE_L2NORM")}
-    gdn_chunk_states_kernel[grid_gdn(B, HV, V, BV)](
-        k,
-        w,
-        u,
-        gcs,
-        h0,
-        T,
-        hs,
-        vn,
-        ht,
-        BT=CHUNK,
-        BV=BVP,
-        BVS=BV,
-        DOT=dot_precision,
-        num_warps=num_warps or 4,
-        num_stages=SCAN_STAGES,  # 2 load stages: 113 KiB of shared memory on sm_90, two programs per SM (3: 153)
-        **state_cx,
-    )
-    BVO = min(64, BVP)  # a [64, 64] fp32 output tile: the state slice [Dk, 64] is 32 KB of registers
-    # (the same choice as gdn_split_aot_specs)
+    state_cx = {key: common[key] for key in ("HK", "HV", "K", "V", "BK", "USE_L2NORM")}  # no q: no scale
+    gdn_chunk_states_kernel[grid_gdn(B, HV, V, BV)](k, w, u, gcs, h0, T, hs, vn, ht, **scan, **state_cx)
+    BVO = out_tile(BVP)
     gdn_chunk_out_kernel[grid_gdn_out(B, HV, V, T, BVO)](
         q,
         hs,
@@ -332,7 +302,7 @@ def gdn_split_aot_specs(
         num_stages=SCAN_STAGES,
         grid=(f"cdiv(V,{BVS})", "B*HV"),
     )
-    BVO = min(64, BVP)
+    BVO = out_tile(BVP)
     out = KernelSpec(
         gdn_chunk_out_kernel,
         dict(q=t, hs=f32, vn=f32, aqk=f32, gcs=f32, T="i32", o=t),

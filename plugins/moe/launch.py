@@ -30,6 +30,25 @@ PATHS = ("auto", "grouped", "pairs")
 PAIRS_MAX_TOKENS = 4
 
 
+def choose_path(tokens: int, path: str = "auto") -> str:
+    """The MoE path `moe_fwd` runs for `tokens` tokens: `path` itself, or for "auto" pairs up to
+    PAIRS_MAX_TOKENS and grouped beyond."""
+    if path not in PATHS:
+        raise ValueError(f"MoE: path must be one of {', '.join(PATHS)}, got {path!r}")
+    return path if path != "auto" else ("pairs" if tokens <= PAIRS_MAX_TOKENS else "grouped")
+
+
+def route_constexprs(E: int, top_k: int, norm_topk_prob: int) -> dict:
+    """Constexprs of the routing code (moe_route_kernel, and moe_pair_gate_up_kernel, which routes itself)."""
+    return dict(
+        E=E,
+        BE=triton.next_power_of_2(E),
+        TOP_K=top_k,
+        KP=triton.next_power_of_2(top_k),
+        NORM=bool(norm_topk_prob),
+    )
+
+
 def pair_tiles(H: int, I: int) -> dict[str, int]:  # noqa: E741 (contract symbol I)
     """N tiles of 16 rows (so a 35B-A3B token's 8 pairs x 512 / 16 = 256 gate/up programs fill 132 SMs) and
     256-wide K steps of 16-bit weights (512 B per row per step)."""
@@ -64,11 +83,7 @@ def moe_route(router_logits: torch.Tensor, top_k: int, norm_topk_prob: int = 1):
             router_logits.contiguous(),
             ids,
             w,
-            E=E,
-            BE=triton.next_power_of_2(E),
-            TOP_K=top_k,
-            KP=triton.next_power_of_2(top_k),
-            NORM=bool(norm_topk_prob),
+            **route_constexprs(E, top_k, norm_topk_prob),
         )
     return w, ids
 
@@ -109,15 +124,14 @@ def moe_fwd(
     expert-major; "pairs": two launches, per token-expert pair) and `tiles` (overrides moe_tiles / pair_tiles)
     are for benchmarks."""
     _check(hidden, router_logits, gate_up, down, top_k)
-    if path not in PATHS:
-        raise ValueError(f"MoE: path must be one of {', '.join(PATHS)}, got {path!r}")
     N, H = hidden.shape
+    path = choose_path(N, path)
     E, I = gate_up.shape[0], gate_up.shape[1] // 2  # noqa: E741 (contract symbol I)
     out = torch.empty_like(hidden)
     if N == 0:
         return out
     hidden, gate_up, down = hidden.contiguous(), gate_up.contiguous(), down.contiguous()
-    if path == "pairs" or (path == "auto" and N <= PAIRS_MAX_TOKENS):
+    if path == "pairs":
         return _moe_pairs(
             hidden, router_logits.contiguous(), gate_up, down, top_k, norm_topk_prob, out, tiles
         )
@@ -191,11 +205,7 @@ def _moe_pairs(hidden, router_logits, gate_up, down, top_k, norm_topk_prob, out,
         w,
         H=H,
         I=I,
-        E=E,
-        BE=triton.next_power_of_2(E),
-        TOP_K=top_k,
-        KP=triton.next_power_of_2(top_k),
-        NORM=bool(norm_topk_prob),
+        **route_constexprs(E, top_k, norm_topk_prob),
         BN=t["BN_GU"],
         BK=t["BK"],
         num_warps=4,
@@ -224,13 +234,7 @@ def moe_aot_specs(
     t = "*" + TRITON_DTYPE[dtype]
     if pairs:
         pt = pair_tiles(H, I)
-        route = dict(
-            E=E,
-            BE=triton.next_power_of_2(E),
-            TOP_K=top_k,
-            KP=triton.next_power_of_2(top_k),
-            NORM=bool(norm_topk_prob),
-        )
+        route = route_constexprs(E, top_k, norm_topk_prob)
         return [
             KernelSpec(
                 moe_pair_gate_up_kernel,
@@ -252,13 +256,7 @@ def moe_aot_specs(
         KernelSpec(
             moe_route_kernel,
             dict(logits=t, ids="*i32", weights="*fp32"),
-            dict(
-                E=E,
-                BE=triton.next_power_of_2(E),
-                TOP_K=top_k,
-                KP=triton.next_power_of_2(top_k),
-                NORM=bool(norm_topk_prob),
-            ),
+            route_constexprs(E, top_k, norm_topk_prob),
         ),
         KernelSpec(
             moe_align_kernel,
