@@ -9,6 +9,7 @@ datacenter QDP registrations in plugins/<op>/qdp.py) and benchmarks call them.
                                                                            scale, use_qk_l2norm=1)
     CausalConv1d   -> deploykit.plugins.gated_delta_net.causal_conv1d_fwd(x, conv_state, weight, activation="silu")
     MoE            -> deploykit.plugins.moe.moe_fwd(hidden, router_logits, gate_up, down, top_k, norm_topk_prob=1)
+    MoE's stages   -> deploykit.plugins.moe.moe_{route,align,gate_up,down,pair_gate_up,pair_down}_fwd
 
 `LAUNCHERS` maps the contract op name to the launcher's import path; importing this package imports
 neither torch nor triton (the planner must start without them). `register_triton_backends()` makes the torch
@@ -23,6 +24,13 @@ LAUNCHERS = {
     "GatedDeltaRule": "deploykit.plugins.gated_delta_net:gated_delta_rule_fwd",
     "CausalConv1d": "deploykit.plugins.gated_delta_net:causal_conv1d_fwd",
     "MoE": "deploykit.plugins.moe:moe_fwd",
+    # MoE's single-kernel stages (contract STAGE_OPS), what the builder's lowering emits
+    "MoERoute": "deploykit.plugins.moe:moe_route_fwd",
+    "MoEAlign": "deploykit.plugins.moe:moe_align_fwd",
+    "MoEGateUp": "deploykit.plugins.moe:moe_gate_up_fwd",
+    "MoEDown": "deploykit.plugins.moe:moe_down_fwd",
+    "MoEPairGateUp": "deploykit.plugins.moe:moe_pair_gate_up_fwd",
+    "MoEPairDown": "deploykit.plugins.moe:moe_pair_down_fwd",
 }
 
 

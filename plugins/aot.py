@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deploykit.errors import DeployKitError
+from deploykit.ops.contract import INT_ARITH
 
 AOT_ARCHS = (80, 87, 90)  # A100/A10-class, Jetson AGX Orin, H100/H200 (shared/reference/gpus.yaml)
 WARP_SIZE = 32  # every NVIDIA GPU Triton targets
@@ -93,14 +94,16 @@ def import_trt_plugin():
     return trt, trtp
 
 
-def contract_descriptors(spec, inputs: list, act_dtype, fp32_dtype, from_shape_expr: Callable) -> tuple:
+def contract_descriptors(spec, inputs: list, act_dtype, fp32_dtype, from_shape_expr: Callable,
+                         attrs: dict | None = None, int32_dtype=None, arith=INT_ARITH) -> tuple:
     """Output descriptors of a contract op from its input descriptors, by the contract's single shape rule
-    (`OpSpec.output_dims`): each output axis is a copy of one input axis. dtype 'T' = first 'T' input's dtype."""
+    (`OpSpec.infer_shapes`; derived dims with `arith`, e.g. tensorrt.plugin's cdiv/min). dtype 'T' = the
+    activation dtype."""
     shapes = spec.infer_shapes(
-        [tuple(d.shape_expr[a] for a in range(len(s.dims))) for d, s in zip(inputs, spec.inputs)]
+        [tuple(d.shape_expr[a] for a in range(len(s.dims))) for d, s in zip(inputs, spec.inputs)], attrs, arith
     )
-    dtypes = [act_dtype if o.dtype == "T" else fp32_dtype for o in spec.outputs]
-    return tuple(from_shape_expr(tuple(shape), dtype) for shape, dtype in zip(shapes, dtypes))
+    by_name = {"T": act_dtype, "float32": fp32_dtype, "int32": int32_dtype}
+    return tuple(from_shape_expr(tuple(shape), by_name[o.dtype]) for shape, o in zip(shapes, spec.outputs))
 
 
 def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:

@@ -1,6 +1,7 @@
 """TensorRT IPluginV3 registrations for every op of the `deploykit` ONNX domain, generated from the op contract.
 
-One plugin class and one IPluginCreatorV3One creator per contract op with `in_onnx_domain=True`. Name,
+One plugin class and one IPluginCreatorV3One creator per contract op with `in_onnx_domain=True`, and per
+stage op of MoE (contract STAGE_OPS, emitted by the builder's lowering). Name,
 version, namespace, plugin fields (the op's attributes), output shapes (`OpSpec.output_dims`, THE shape
 rule), output dtypes (`OpSpec.output_dtypes`) and supported formats are all read from the OpSpec, so the
 plugin cannot drift from the ONNX schema or the torch fake implementation.
@@ -21,13 +22,15 @@ import hashlib
 import importlib.util
 from pathlib import Path
 
-from deploykit.ops.contract import DOMAIN, ONNX_OPS, AttributeSpec, OpSpec
+from deploykit.ops.contract import DOMAIN, PLUGIN_OPS, AttributeSpec, OpSpec
 
 NAMESPACE = DOMAIN  # the exporter writes plugin_namespace="deploykit" on every node (export/schemas.py)
 NOT_FIELDS = ("plugin_version",)  # read by the ONNX parser itself, not a plugin field
 
 ACTIVATION_TRT_TYPES = ("FLOAT", "HALF", "BF16")  # contract ACTIVATION_DTYPES in TensorRT's DataType names
 _TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16"}
+_FIXED_TRT_TYPES = {"float32": "FLOAT", "int32": "INT32"}  # contract dtypes that do not follow 'T'
+_DIM_OPS = {"add": "SUM", "sub": "SUB", "mul": "PROD", "floordiv": "FLOOR_DIV", "cdiv": "CEIL_DIV", "min": "MIN"}
 
 
 def plugin_fields(spec: OpSpec) -> tuple[AttributeSpec, ...]:
@@ -38,21 +41,33 @@ def plugin_fields(spec: OpSpec) -> tuple[AttributeSpec, ...]:
 def output_type_names(spec: OpSpec, input_types: list[str]) -> list[str]:
     """Output TensorRT dtype names from input dtype names: 'T' copies the first 'T' input (contract rule)."""
     first_t = next(i for i, t in enumerate(spec.inputs) if t.dtype == "T")
-    act = _TRT_TO_TORCH.get(input_types[first_t], input_types[first_t])
-    back = {v: k for k, v in _TRT_TO_TORCH.items()}
-    return [back[d] for d in spec.output_dtypes(act)]
+    act = input_types[first_t]
+    return [act if o.dtype == "T" else _FIXED_TRT_TYPES[o.dtype] for o in spec.outputs]
 
 
 def supports_type(spec: OpSpec, pos: int, type_names: list[str]) -> bool:
     """Whether position `pos` (inputs then outputs) may have dtype type_names[pos], given the earlier ones."""
     tensors = (*spec.inputs, *spec.outputs)
     want = tensors[pos].dtype
-    if want == "float32":
-        return type_names[pos] == "FLOAT"
+    if want in _FIXED_TRT_TYPES:
+        return type_names[pos] == _FIXED_TRT_TYPES[want]
     first_t = next(i for i, t in enumerate(tensors) if t.dtype == "T")
     if pos == first_t:
         return type_names[pos] in ACTIVATION_TRT_TYPES
     return type_names[pos] == type_names[first_t]
+
+
+class ExprArith:
+    """The contract's dim arithmetic (OpSpec.infer_shapes) on TensorRT's IDimensionExpr, via its IExprBuilder."""
+
+    def __init__(self, trt, expr_builder):
+        self._trt, self._b = trt, expr_builder
+        for name, op in _DIM_OPS.items():
+            kind = getattr(trt.DimensionOperation, op)
+            setattr(self, name, lambda a, b, kind=kind: self._b.operation(kind, a, b))
+
+    def const(self, value: int):
+        return self._b.constant(int(value))
 
 
 def source_hash(spec: OpSpec) -> str:
@@ -143,11 +158,13 @@ def make_plugin_class(trt, spec: OpSpec):
             for t, dims in zip(spec.inputs, inputs):
                 if len(dims) != len(t.dims):
                     raise ValueError(f"{spec.name}: input '{t.name}' must have rank {len(t.dims)} {list(t.dims)}")
+            shapes = spec.infer_shapes([[d[a] for a in range(len(d))] for d in inputs], self.attrs,
+                                       ExprArith(trt, expr_builder))  # the contract's one shape rule
             outs = []
-            for rule in spec.output_dims():  # every output axis copies one input axis
-                d = trt.DimsExprs(len(rule))
-                for axis, (i, a) in enumerate(rule):
-                    d[axis] = inputs[i][a]
+            for shape in shapes:
+                d = trt.DimsExprs(len(shape))
+                for axis, expr in enumerate(shape):
+                    d[axis] = expr
                 outs.append(d)
             return outs
 
@@ -203,7 +220,7 @@ def make_creator_class(trt, spec: OpSpec):
 
 def make_creators(trt) -> dict[str, object]:
     """One creator instance per op of the deploykit ONNX domain (keep them alive while registered)."""
-    return {name: make_creator_class(trt, spec)() for name, spec in ONNX_OPS.items()}
+    return {name: make_creator_class(trt, spec)() for name, spec in PLUGIN_OPS.items()}
 
 
 class _DevicePointer:
@@ -230,8 +247,8 @@ def _enqueue(spec: OpSpec, attrs: dict, input_desc, output_desc, inputs, outputs
     import torch
 
     def view(desc, ptr):
-        dtype = getattr(torch, _TRT_TO_TORCH[desc.type.name])
-        typestr = {torch.float32: "<f4", torch.float16: "<f2", torch.bfloat16: "<i2"}[dtype]  # bf16: no typestr
+        dtype = getattr(torch, _TRT_TO_TORCH.get(desc.type.name, "int32"))
+        typestr = {torch.float32: "<f4", torch.float16: "<f2", torch.bfloat16: "<i2", torch.int32: "<i4"}[dtype]
         t = torch.as_tensor(_DevicePointer(ptr, tuple(desc.dims), typestr), device="cuda")
         return t.view(dtype) if dtype == torch.bfloat16 else t
 

@@ -8,10 +8,12 @@ was asked for -> one optimization profile per ProfileSpec -> build for the targe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from deploykit.build.manifest import EngineManifest, ProfileStamp, file_stamp, m
 from deploykit.build.profiles import ProfileSpec, default_profiles, input_shapes
 from deploykit.build.trt_backend import Backend, TrtLog, load_backend
 from deploykit.errors import DeployKitError
-from deploykit.ops.contract import DOMAIN, ONNX_OPS
+from deploykit.ops.contract import DOMAIN, PLUGIN_OPS
 
 
 class BuildOptions(BaseModel):
@@ -34,6 +36,7 @@ class BuildOptions(BaseModel):
     plugins: bool = True  # False: build every deploykit node from its reference body
     optimization_level: int | None = None  # TensorRT builder_optimization_level (0-5); None = TensorRT default
     dim_roles: dict[str, str] = Field(default_factory=dict)  # extra symbolic dim -> batch/tokens/past/total/flat
+    moe_stages: bool = False  # replace each MoE node by its single-kernel stage plugins (deploykit/build/lower.py)
 
 
 @dataclass
@@ -57,16 +60,21 @@ class BuildResult:
     parsed: ParsedModel
 
 
-def _onnx_outline(path: Path) -> tuple[list[tuple[str, tuple]], list[tuple[str, str]], dict[str, str], list[Path]]:
-    """Graph inputs (with dim names), deploykit nodes, their plugin_version and the external-data files, read
-    without the weights."""
+def _load_graph(path: Path):
+    """The ONNX model without its weights (external data stays on disk)."""
     import onnx
 
     try:
-        model = onnx.load(str(path), load_external_data=False)
+        return onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError / ParseError: not an ONNX file at all
         raise DeployKitError(f"{path.name} is not an ONNX model ({type(exc).__name__})",
                              "pass the model.onnx of a `deploykit export` folder") from None
+
+
+def _onnx_outline(path: Path) -> tuple[list[tuple[str, tuple]], list[tuple[str, str]], dict[str, str], list[Path]]:
+    """Graph inputs (with dim names), deploykit nodes, their plugin_version and the external-data files, read
+    without the weights."""
+    model = _load_graph(path)
     inits = {i.name for i in model.graph.initializer}
     inputs = []
     for vi in model.graph.input:
@@ -91,7 +99,7 @@ def _parse_error(parser, path: Path, versions: dict[str, str]) -> DeployKitError
     hint = "see the TensorRT log with DEPLOYKIT_DEBUG=1"
     if "Plugin not found" in message:
         op = err.node_operator()
-        ours = f"version {ONNX_OPS[op].plugin_version}" if op in ONNX_OPS else "no plugin of that name"
+        ours = f"version {PLUGIN_OPS[op].plugin_version}" if op in PLUGIN_OPS else "no plugin of that name"
         hint = (f"deploykit registers {ours} for {op} in namespace '{DOMAIN}'; the node asks for version "
                 f"{versions.get(op, '?')}: re-export the model")
     return DeployKitError(f"TensorRT could not parse {path.name}{where}: {message}", hint)
@@ -182,6 +190,33 @@ def default_engine_path(onnx_path: Path, targets: list[str], plugins: bool) -> P
     return onnx_path.with_name(f"{onnx_path.stem}.{'-'.join(targets)}{suffix}.engine")
 
 
+@contextlib.contextmanager
+def moe_lowered(onnx_path: Path, options: BuildOptions) -> Iterator[tuple[Path, str | None]]:
+    """The model TensorRT parses: `onnx_path` itself, or with `moe_stages` a lowered copy written beside it (so
+    its external-data references still resolve) and removed afterwards. Yields (path, lowering description)."""
+    if not options.moe_stages:
+        yield onnx_path, None
+        return
+    if not options.plugins:
+        raise DeployKitError("--moe-stages replaces MoE by plugins, but plugins are disabled",
+                             "drop --no-plugins, or drop --moe-stages")
+    from deploykit.build.lower import lower_moe
+
+    model = _load_graph(onnx_path)
+    max_tokens = max(p.role("flat").max for p in options.profiles)
+    lowered, how = lower_moe(model, max_tokens)
+    if how is None:
+        yield onnx_path, None
+        return
+    fd, tmp = tempfile.mkstemp(dir=onnx_path.parent, prefix=f".{onnx_path.stem}.moe-stages.", suffix=".onnx")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(lowered.SerializeToString())
+        yield Path(tmp), how.describe()
+    finally:
+        os.unlink(tmp)
+
+
 def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
                  options: BuildOptions | None = None) -> BuildResult:
     """Parses, builds, and writes `engine_path` plus `engine_path.json` (the manifest)."""
@@ -189,8 +224,16 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     onnx_path = Path(onnx_path)
     if options.optimization_level is not None and not 0 <= options.optimization_level <= 5:
         raise DeployKitError(f"optimization level {options.optimization_level} is out of range", "use 0-5")
+    if not onnx_path.is_file():
+        raise DeployKitError(f"no ONNX model at {onnx_path}", "export one with `deploykit export`")
+    with moe_lowered(onnx_path, options) as (parse_path, moe_stages):
+        return _build(onnx_path, parse_path, moe_stages, engine_path, options)
+
+
+def _build(onnx_path: Path, parse_path: Path, moe_stages: str | None, engine_path: str | Path | None,
+           options: BuildOptions) -> BuildResult:
     start = time.perf_counter()
-    parsed = parse_onnx(onnx_path, options.backend, options.plugins)
+    parsed = parse_onnx(parse_path, options.backend, options.plugins)
     backend = parsed.backend
     config = parsed.builder.create_builder_config()
     targets = backend.set_targets(config, options.targets)
@@ -217,7 +260,7 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
             plugins=[p for p in registration.plugin_stamps() if p.name in used],
             plugin_layers=len(parsed.report.plugin_layers()), layer_types=parsed.report.layer_types(),
             inputs=parsed.report.inputs, outputs=parsed.report.outputs, profiles=profile_stamps,
-            optimization_level=options.optimization_level,
+            optimization_level=options.optimization_level, moe_stages=moe_stages,
             build_seconds=round(time.perf_counter() - start, 3),
         )
         tmp_manifest = _write_temp(engine_path, manifest.model_dump_json(indent=2).encode())

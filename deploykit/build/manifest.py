@@ -49,6 +49,7 @@ class EngineManifest(BaseModel):
     outputs: list[TensorInfo]
     profiles: list[ProfileStamp]
     optimization_level: int | None = None  # builder_optimization_level asked for (None: TensorRT's default)
+    moe_stages: str | None = None  # MoE lowered to its stage plugins: "pairs" or "grouped (block_m=..)"
     build_seconds: float
 
 

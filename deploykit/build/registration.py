@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 
 from deploykit.build.manifest import PluginStamp
-from deploykit.ops.contract import ONNX_OPS
+from deploykit.ops.contract import PLUGIN_OPS
 
 _REGISTERED: dict[str, dict[str, object]] = {}  # backend name -> {op name: creator}
 
@@ -42,7 +42,7 @@ def plugin_stamps() -> list[PluginStamp]:
     from deploykit.plugins import tensorrt_v3
 
     return [PluginStamp(name=spec.name, namespace=tensorrt_v3.NAMESPACE, version=spec.plugin_version,
-                        sha256=tensorrt_v3.source_hash(spec)) for spec in ONNX_OPS.values()]
+                        sha256=tensorrt_v3.source_hash(spec)) for spec in PLUGIN_OPS.values()]
 
 
 @contextlib.contextmanager

@@ -15,7 +15,8 @@ EXAMPLES = """Examples:
 
   deploykit build out/ --target sm89 --target sm120 --max-batch 4 --max-tokens 2048 --max-past 8192
 
-  deploykit build out/model.onnx --no-plugins      # deploykit nodes built from their reference bodies"""
+  deploykit build out/model.onnx --no-plugins      # deploykit nodes built from their reference bodies
+  deploykit build out/model.onnx --moe-stages      # MoE as single-kernel stage plugins"""
 
 
 def find_onnx(path: Path) -> Path:
@@ -47,6 +48,9 @@ def register(app: typer.Typer) -> None:
         max_past: Annotated[int, typer.Option(help="Largest past length (tokens already in the cache).")] = 1024,
         plugins: Annotated[bool, typer.Option(help="Use deploykit's plugins; --no-plugins inlines the reference "
                                               "bodies.")] = True,
+        moe_stages: Annotated[bool, typer.Option(help="Replace each MoE node by its single-kernel stage plugins "
+                                                 "(pairs path up to 4 tokens, else grouped): what ahead-of-time, "
+                                                 "Python-free plugins need.")] = False,
         opt_level: Annotated[int | None, typer.Option(help="TensorRT builder optimization level 0-5.")] = None,
         dim: Annotated[list[str] | None, typer.Option("--dim", help="NAME=ROLE for a dynamic ONNX dimension "
                                                       "deploykit does not recognise (ROLE: batch, tokens, past, "
@@ -62,7 +66,7 @@ def register(app: typer.Typer) -> None:
         if bad:
             raise DeployKitError(f"--dim {bad[0]} is not NAME=ROLE", "for example --dim s53=total")
         options = BuildOptions(backend=backend, targets=target or [], plugins=plugins,
-                               optimization_level=opt_level, dim_roles=dict(d.split("=") for d in dim or []),
+                               optimization_level=opt_level, moe_stages=moe_stages, dim_roles=dict(d.split("=") for d in dim or []),
                                profiles=default_profiles(max_batch, max_tokens, max_past))
         result = build_engine(onnx_path, output, options)
         _print_summary(result)
@@ -76,4 +80,6 @@ def _print_summary(result) -> None:
     typer.echo(f"plugins  {', '.join(f'{p.namespace}::{p.name}/{p.version}' for p in m.plugins) or 'none'}"
                f" ({m.plugin_layers} layers)")
     typer.echo(f"layers   {layers}")
+    if m.moe_stages:
+        typer.echo(f"moe      lowered to its stage plugins: {m.moe_stages}")
     typer.echo(f"manifest {result.manifest_path}")

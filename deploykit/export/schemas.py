@@ -11,7 +11,7 @@ import onnx
 from onnx import TensorProto
 from onnx.defs import OpSchema
 
-from deploykit.ops.contract import DOMAIN, ONNX_OPS, AttributeSpec, OpSpec
+from deploykit.ops.contract import DOMAIN, PLUGIN_OPS, AttributeSpec, OpSpec
 
 # TensorRT's ONNX parser looks plugins up by (op_type, plugin_version, plugin_namespace). The namespace
 # attribute also makes a registered plugin win over the model-local function body (verified with
@@ -44,14 +44,46 @@ def _attribute(a: AttributeSpec) -> OpSchema.Attribute:
     return OpSchema.Attribute(a.name, value, a.doc)
 
 
+_FIXED_TYPES = {"float32": ("tensor(float)", TensorProto.FLOAT), "int32": ("tensor(int32)", TensorProto.INT32)}
+
+
 def _param(t) -> OpSchema.FormalParameter:
-    type_str = "T" if t.dtype == "T" else "tensor(float)"
+    type_str = "T" if t.dtype == "T" else _FIXED_TYPES[t.dtype][0]
     return OpSchema.FormalParameter(t.name, type_str, f"{list(t.dims)} {t.doc}".strip())
 
 
+class _OnnxDimArith:
+    """Derived dims on ONNX dims: ints (dim_value) compute; a symbolic (dim_param) or unknown operand makes the
+    result unknown (None). A dim that is an input dim keeps its dim_param (it is copied, not computed)."""
+
+    @staticmethod
+    def const(v):
+        return int(v)
+
+    def _op(fn):  # noqa: N805 (a decorator over the arithmetic)
+        return staticmethod(lambda a, b: fn(a, b) if isinstance(a, int) and isinstance(b, int) else None)
+
+    add, sub, mul = _op(lambda a, b: a + b), _op(lambda a, b: a - b), _op(lambda a, b: a * b)
+    floordiv, cdiv, min = _op(lambda a, b: a // b), _op(lambda a, b: -(-a // b)), _op(min)
+
+
+def _dim_value(dim):
+    if dim.HasField("dim_value"):
+        return dim.dim_value
+    return dim.dim_param or None
+
+
+def _node_int_attributes(spec: OpSpec, ctx) -> dict[str, int]:
+    out = {}
+    for a in spec.attributes:
+        proto = ctx.get_attribute(a.name) if a.type == "int" else None
+        if proto is not None:
+            out[a.name] = onnx.AttributeProto.FromString(proto.SerializeToString()).i
+    return out
+
+
 def _inference_function(spec: OpSpec):
-    """Output dtype from the contract ('T' copies the first 'T' input) and shape from `output_dims`."""
-    rule = spec.output_dims()
+    """Output dtype from the contract ('T' copies the first 'T' input) and shape from `infer_shapes`."""
     first_t = next(i for i, t in enumerate(spec.inputs) if t.dtype == "T")
 
     def infer(ctx) -> None:
@@ -60,14 +92,22 @@ def _inference_function(spec: OpSpec):
             for i in range(ctx.get_num_inputs())
         ]
         act = in_types[first_t].tensor_type.elem_type
-        for o, (out, dims) in enumerate(zip(spec.outputs, rule)):
+        have_shapes = all(t.tensor_type.HasField("shape") for t in in_types)
+        shapes = spec.infer_shapes(
+            [tuple(_dim_value(d) for d in t.tensor_type.shape.dim) for t in in_types],
+            _node_int_attributes(spec, ctx), _OnnxDimArith(),
+        ) if have_shapes else [None] * len(spec.outputs)
+        for o, (out, shape) in enumerate(zip(spec.outputs, shapes)):
             tp = onnx.TypeProto()
-            tp.tensor_type.elem_type = act if out.dtype == "T" else TensorProto.FLOAT
-            if all(in_types[i].tensor_type.HasField("shape") for i, _ in dims):
-                shape = tp.tensor_type.shape
-                shape.SetInParent()
-                for i, axis in dims:
-                    shape.dim.add().CopyFrom(in_types[i].tensor_type.shape.dim[axis])
+            tp.tensor_type.elem_type = act if out.dtype == "T" else _FIXED_TYPES[out.dtype][1]
+            if shape is not None:
+                tp.tensor_type.shape.SetInParent()
+                for value in shape:
+                    dim = tp.tensor_type.shape.dim.add()
+                    if isinstance(value, int):
+                        dim.dim_value = value
+                    elif value:
+                        dim.dim_param = value
             ctx.set_output_type(o, tp)
 
     return infer
@@ -89,8 +129,9 @@ def build_schema(spec: OpSpec) -> OpSchema:
 
 
 def register_schemas() -> None:
-    """Registers every ONNX op of the contract once per process (a second call does nothing)."""
-    for spec in ONNX_OPS.values():
+    """Registers every ONNX op of the contract, MoE's stages included, once per process (a second call does
+    nothing)."""
+    for spec in PLUGIN_OPS.values():
         try:
             onnx.defs.get_schema(spec.name, spec.version, DOMAIN)
             continue

@@ -36,7 +36,8 @@ MoE (torch: deploykit::moe)
 
 from __future__ import annotations
 
-from typing import Literal
+import ast
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
@@ -45,8 +46,8 @@ OP_SET_VERSION = 1
 
 ACTIVATION_DTYPES = ("float32", "float16", "bfloat16")
 
-DType = Literal["T", "float32"]
-"""'T' = the op's activation dtype (one of ACTIVATION_DTYPES); 'float32' = always fp32."""
+DType = Literal["T", "float32", "int32"]
+"""'T' = the op's activation dtype (one of ACTIVATION_DTYPES); 'float32' / 'int32' = always that dtype."""
 
 
 class TensorSpec(BaseModel):
@@ -67,6 +68,68 @@ class AttributeSpec(BaseModel):
     doc: str = ""
 
 
+class OperatorArith:
+    """Dimension arithmetic through Python's operators: ints, and symbolic values that overload + - * //
+    (tensorrt.plugin's ShapeExpr) given their own `cdiv` and `min` (used when an operand is not an int).
+    TensorRT's IExprBuilder gets its own adapter (plugins/tensorrt_v3.py); ONNX dims theirs (export/schemas.py)."""
+
+    def __init__(self, cdiv=None, min=None):  # noqa: A002 (the expression grammar's name)
+        self._cdiv, self._min = cdiv, min
+
+    const = staticmethod(int)
+    add = staticmethod(lambda a, b: a + b)
+    sub = staticmethod(lambda a, b: a - b)
+    mul = staticmethod(lambda a, b: a * b)
+    floordiv = staticmethod(lambda a, b: a // b)
+
+    def cdiv(self, a, b):
+        return -(-a // b) if isinstance(a, int) and isinstance(b, int) or self._cdiv is None else self._cdiv(a, b)
+
+    def min(self, a, b):
+        return min(a, b) if isinstance(a, int) and isinstance(b, int) or self._min is None else self._min(a, b)
+
+
+INT_ARITH = OperatorArith()
+_BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.FloorDiv: "floordiv"}
+_CALLS = ("cdiv", "min")
+
+
+def dim_expr_names(expr: str) -> set[str]:
+    """Names an output-dim expression reads; raises ValueError outside the grammar (ints, names, + - * //,
+    cdiv(a, b), min(a, b))."""
+    names: set[str] = set()
+
+    def walk(node: ast.AST) -> None:
+        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
+            walk(node.left), walk(node.right)
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS \
+                and len(node.args) == 2 and not node.keywords:
+            walk(node.args[0]), walk(node.args[1])
+        elif isinstance(node, ast.Name):
+            names.add(node.id)
+        elif not (isinstance(node, ast.Constant) and type(node.value) is int):
+            raise ValueError(f"dim expression {expr!r}: {ast.dump(node)} is outside the grammar")
+
+    walk(ast.parse(expr, mode="eval").body)
+    return names
+
+
+def eval_dim(expr: str, env: dict[str, Any], arith: Any = INT_ARITH) -> Any:
+    """Value of a dim expression, names looked up in `env` (already in `arith`'s domain)."""
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.BinOp):
+            return getattr(arith, _BINOPS[type(node.op)])(ev(node.left), ev(node.right))
+        if isinstance(node, ast.Call):
+            return getattr(arith, node.func.id)(ev(node.args[0]), ev(node.args[1]))
+        if isinstance(node, ast.Name):
+            return env[node.id]
+        return arith.const(node.value)
+
+    dim_expr_names(expr)
+    return ev(ast.parse(expr, mode="eval").body)
+
+
 class OpSpec(BaseModel):
     """One op of the contract: the ONNX node, torch custom op and TensorRT plugin share it."""
 
@@ -79,11 +142,21 @@ class OpSpec(BaseModel):
     outputs: tuple[TensorSpec, ...]
     attributes: tuple[AttributeSpec, ...]
     in_onnx_domain: bool = True  # False: lowered to standard ONNX ops by the exporter
+    # Output dims that are not input dims: (symbol, expression over input dims, earlier derived symbols and
+    # int attributes), e.g. ("I", "I2 // 2"). Evaluated by `infer_shapes` for every consumer of the rule.
+    derived: tuple[tuple[str, str], ...] = ()
+    stage_of: str | None = None  # one kernel of a multi-kernel op, emitted by the builder's lowering only
     doc: str = ""
 
     @model_validator(mode="after")
     def _every_output_dim_is_bound(self) -> OpSpec:
         bound = {d for t in self.inputs for d in t.dims}
+        ints = {a.name for a in self.attributes if a.type == "int"}
+        for sym, expr in self.derived:
+            unknown = dim_expr_names(expr) - bound - ints
+            if unknown:
+                raise ValueError(f"{self.name}: derived dim {sym} = {expr!r} reads unknown names {sorted(unknown)}")
+            bound.add(sym)
         for out in self.outputs:
             missing = [d for d in out.dims if d not in bound]
             if missing:
@@ -98,23 +171,34 @@ class OpSpec(BaseModel):
     def plugin_version(self) -> str:
         return str(self.version)
 
-    def dim_source(self, symbol: str) -> tuple[int, int]:
-        """(input index, axis) of the first input that carries `symbol`."""
-        for i, t in enumerate(self.inputs):
-            if symbol in t.dims:
-                return i, t.dims.index(symbol)
-        raise KeyError(symbol)
-
-    def output_dims(self) -> list[list[tuple[int, int]]]:
-        """For each output, for each axis: the (input index, axis) it copies. THE shape rule."""
-        return [[self.dim_source(d) for d in out.dims] for out in self.outputs]
-
     def output_dtypes(self, activation_dtype: str) -> list[str]:
         return [activation_dtype if o.dtype == "T" else o.dtype for o in self.outputs]
 
-    def infer_shapes(self, input_shapes: list[tuple]) -> list[tuple]:
-        """Output shapes from input shapes (ints or symbolic objects): the rule applied."""
-        return [tuple(input_shapes[i][a] for i, a in out) for out in self.output_dims()]
+    def int_attributes(self, attrs: dict[str, Any] | None = None) -> dict[str, int]:
+        """The int attributes a derived dim may read: given values over contract defaults."""
+        given = attrs or {}
+        out = {}
+        for a in self.attributes:
+            if a.type == "int":
+                value = given.get(a.name, a.default)
+                if value is None:
+                    raise ValueError(f"{self.name}: attribute '{a.name}' is required for the output shapes")
+                out[a.name] = int(value)
+        return out
+
+    def infer_shapes(self, input_shapes: list[tuple], attrs: dict[str, Any] | None = None,
+                     arith: Any = INT_ARITH) -> list[tuple]:
+        """Output shapes from input shapes: THE shape rule. An output dim that is an input dim is that input's
+        value itself (int, symbolic dim, TensorRT expression); a derived dim is computed with `arith`."""
+        env: dict[str, Any] = {}
+        for spec, shape in zip(self.inputs, input_shapes):
+            for sym, size in zip(spec.dims, shape):
+                env.setdefault(sym, size)
+        if self.derived:
+            env.update({k: arith.const(v) for k, v in self.int_attributes(attrs).items() if k not in env})
+            for sym, expr in self.derived:
+                env[sym] = eval_dim(expr, env, arith)
+        return [tuple(env[d] for d in out.dims) for out in self.outputs]
 
     def check_shapes(self, input_shapes: list[tuple[int, ...]]) -> dict[str, int]:
         """Binds every symbol from concrete input shapes; raises ValueError naming the first conflict."""
@@ -206,5 +290,74 @@ MOE = OpSpec(
     doc="Routed experts: softmax router, top-k, SwiGLU experts, weighted sum (shared expert excluded).",
 )
 
+# MoE's single-kernel stages. The exported model keeps one MoE node (ONNX Runtime validates it through its
+# function body); the builder may replace it with one of two stage sequences (deploykit/build/lower.py), so
+# that every TensorRT plugin is one kernel, as an ahead-of-time (Python-free) plugin must be:
+#   pairs   (a few tokens): MoEPairGateUp -> MoEPairDown
+#   grouped (any count):    MoERoute -> MoEAlign -> MoEGateUp -> MoEDown -> ReduceSum(axis 1) -> Cast
+# Pair p = n * K + j is token n's j-th expert. Slots group pairs by expert, each group padded to block_m rows;
+# padding slots hold P = N * K. The naive references are in deploykit/ops/moe.py.
+_TOP_K = AttributeSpec(name="top_k", type="int")
+_NORM = AttributeSpec(name="norm_topk_prob", type="int", default=1, doc="renormalise the top-k weights")
+_BLOCK_M = AttributeSpec(name="block_m", type="int", default=16,
+                         doc="rows per expert block (a multiple of 16, the smallest tensor-core tile)")
+_I_FROM_GATE_UP = ("I", "I2 // 2")
+_ids = _t("topk_ids", "N,K", "int32", "expert of each pair (token n's j-th choice)")
+_weights = _t("topk_weights", "N,K", "float32", "routing weight of each pair")
+_slots = _t("slot_pair", "S", "int32", "pair of each slot, grouped by expert; P = padding")
+_blocks = _t("block_expert", "NB", "int32", "expert of each block of block_m slots; E = unused block")
+
+MOE_PAIR_GATE_UP = OpSpec(
+    name="MoEPairGateUp", torch_name="moe_pair_gate_up", version=1, stage_of="MoE",
+    inputs=(_t("hidden", "N,H"), _t("router_logits", "N,E"), _t("gate_up", "E,I2,H")),
+    outputs=(_t("inter", "N,K,I", doc="silu(gate) * up of each pair"), _ids, _weights),
+    attributes=(_TOP_K, _NORM, PLUGIN_VERSION_ATTR),
+    derived=(("K", "top_k"), _I_FROM_GATE_UP),
+    doc="Routes each token and runs its k gate/up GEMVs (one program per pair and I tile).",
+)
+MOE_PAIR_DOWN = OpSpec(
+    name="MoEPairDown", torch_name="moe_pair_down", version=1, stage_of="MoE",
+    inputs=(_t("inter", "N,K,I"), _t("down", "E,H,I"), _ids, _weights),
+    outputs=(_t("output", "N,H"),),
+    attributes=(PLUGIN_VERSION_ATTR,),
+    doc="Each token's k down GEMVs, weighted and summed in a fixed order.",
+)
+MOE_ROUTE = OpSpec(
+    name="MoERoute", torch_name="moe_route", version=1, stage_of="MoE",
+    inputs=(_t("router_logits", "N,E"),),
+    outputs=(_ids, _weights),
+    attributes=(_TOP_K, _NORM, PLUGIN_VERSION_ATTR),
+    derived=(("K", "top_k"),),
+    doc="fp32 softmax, top-k (ties: lower expert id), optional renormalisation.",
+)
+MOE_ALIGN = OpSpec(
+    name="MoEAlign", torch_name="moe_align", version=1, stage_of="MoE",
+    inputs=(_t("router_logits", "N,E", doc="read for its shape only (E)"), _ids),
+    outputs=(_slots, _blocks),
+    attributes=(_BLOCK_M, PLUGIN_VERSION_ATTR),
+    # each expert that is hit adds at most one partly filled block: a bound known before the routing is
+    derived=(("NB", "cdiv(N * K, block_m) + min(E, N * K)"), ("S", "NB * block_m")),
+    doc="Groups the pairs by expert (stable), pads each group to block_m slots, maps blocks to experts.",
+)
+MOE_GATE_UP = OpSpec(
+    name="MoEGateUp", torch_name="moe_gate_up", version=1, stage_of="MoE",
+    inputs=(_t("hidden", "N,H"), _t("gate_up", "E,I2,H"), _slots, _blocks),
+    outputs=(_t("inter", "S,I", doc="silu(gate) * up per slot (padding slots: unspecified)"),),
+    attributes=(_TOP_K, _BLOCK_M, PLUGIN_VERSION_ATTR),
+    derived=(_I_FROM_GATE_UP,),
+    doc="Grouped gate/up GEMM: one block_m-row tile of one expert per program row.",
+)
+MOE_DOWN = OpSpec(
+    name="MoEDown", torch_name="moe_down", version=1, stage_of="MoE",
+    inputs=(_t("inter", "S,I"), _t("down", "E,H,I"), _slots, _blocks, _weights),
+    outputs=(_t("pair_out", "N,K,H", "float32", "weight * expert output of each pair, token order"),),
+    attributes=(_BLOCK_M, PLUGIN_VERSION_ATTR),
+    doc="Grouped down GEMM, scaled by the routing weights and scattered back to pair order.",
+)
+
 OPS: dict[str, OpSpec] = {op.name: op for op in (GATED_DELTA_RULE, CAUSAL_CONV1D, MOE)}
 ONNX_OPS: dict[str, OpSpec] = {k: v for k, v in OPS.items() if v.in_onnx_domain}
+STAGE_OPS: dict[str, OpSpec] = {
+    op.name: op for op in (MOE_PAIR_GATE_UP, MOE_PAIR_DOWN, MOE_ROUTE, MOE_ALIGN, MOE_GATE_UP, MOE_DOWN)
+}
+PLUGIN_OPS: dict[str, OpSpec] = {**ONNX_OPS, **STAGE_OPS}  # every TensorRT plugin deploykit registers

@@ -12,6 +12,7 @@ import os
 import torch
 import triton
 
+from .paths import PAIRS_MAX_TOKENS, PATHS, choose_path, grouped_block_m  # noqa: F401 (re-exported)
 from .kernels import (
     moe_align_kernel,
     moe_combine_kernel,
@@ -21,22 +22,6 @@ from .kernels import (
     moe_route_kernel,
     moe_token_down_kernel,
 )
-
-PATHS = ("auto", "grouped", "pairs")
-# "auto" takes the two-launch pairs path up to this many tokens. At 35B-A3B shapes (256 experts, top-8) 4
-# tokens touch ~30 distinct experts for 32 pairs, so reading per pair costs ~6 % more bytes, against three
-# launches saved (a few us each, about the time 8 experts take to stream). An estimate, not a measurement:
-# bench/bench_moe.py times both paths at 1-8 tokens on the GPU.
-PAIRS_MAX_TOKENS = 4
-
-
-def choose_path(tokens: int, path: str = "auto") -> str:
-    """The MoE path `moe_fwd` runs for `tokens` tokens: `path` itself, or for "auto" pairs up to
-    PAIRS_MAX_TOKENS and grouped beyond."""
-    if path not in PATHS:
-        raise ValueError(f"MoE: path must be one of {', '.join(PATHS)}, got {path!r}")
-    return path if path != "auto" else ("pairs" if tokens <= PAIRS_MAX_TOKENS else "grouped")
-
 
 def route_constexprs(E: int, top_k: int, norm_topk_prob: int) -> dict:
     """Constexprs of the routing code (moe_route_kernel, and moe_pair_gate_up_kernel, which routes itself)."""
@@ -55,10 +40,17 @@ def pair_tiles(H: int, I: int) -> dict[str, int]:  # noqa: E741 (contract symbol
     return dict(BN_GU=16, BN_DOWN=16, BK=min(256, triton.next_power_of_2(max(H, I))))
 
 
+def grouped_tiles(block_m: int) -> dict[str, int]:
+    """N/K tiles of both grouped GEMMs for row blocks of `block_m`: narrow N tiles when blocks are decode-sized
+    (16 rows: about one block per expert hit, so enough programs stream weights), square 64 tiles otherwise."""
+    if block_m == 16:
+        return dict(BM=16, BN_GU=32, BN_DOWN=64, BK=128)
+    return dict(BM=block_m, BN_GU=64, BN_DOWN=64, BK=64)
+
+
 def moe_tiles(pairs: int, E: int) -> dict[str, int]:
     """Row block BM and N/K tiles for both GEMMs. Average rows per expert decides decode vs prefill."""
-    decode = pairs <= 2 * E  # about <= 2 rows per expert: one 16-row block holds each expert's tokens
-    return dict(BM=16 if decode else 64, BN_GU=32 if decode else 64, BN_DOWN=64, BK=128 if decode else 64)
+    return grouped_tiles(grouped_block_m(pairs, E))
 
 
 def _check(hidden, router_logits, gate_up, down, top_k) -> None:
@@ -73,8 +65,19 @@ def _check(hidden, router_logits, gate_up, down, top_k) -> None:
         raise ValueError(f"MoE: top_k={top_k} must be in [1, {E}]")
 
 
-def moe_route(router_logits: torch.Tensor, top_k: int, norm_topk_prob: int = 1):
-    """(weights [N,k] fp32, ids [N,k] int32), like deploykit.ops.moe.route."""
+def _dot_mode(dtype: torch.dtype) -> tuple[str, bool]:
+    """(tl.dot input precision, upcast). fp32 activations: exact; 16-bit: the precision is ignored. The CPU
+    interpreter's tl.dot is wrong for bf16 (numpy has no bf16); there the kernels upcast the bf16 tiles to
+    fp32 first, which gives the same products (bf16 x bf16 is exact in fp32)."""
+    upcast = os.environ.get("TRITON_INTERPRET") == "1" and dtype == torch.bfloat16
+    return ("ieee" if dtype == torch.float32 or upcast else "tf32"), upcast
+
+
+# --- One launcher per stage op (contract STAGE_OPS): its signature, its outputs, exactly one kernel each ---
+
+
+def moe_route_fwd(router_logits: torch.Tensor, top_k: int, norm_topk_prob: int = 1):
+    """MoERoute: (topk_ids [N,K] int32, topk_weights [N,K] fp32), like deploykit.ops.moe.naive_moe_route."""
     N, E = router_logits.shape
     ids = torch.empty(N, top_k, dtype=torch.int32, device=router_logits.device)
     w = torch.empty(N, top_k, dtype=torch.float32, device=router_logits.device)
@@ -85,28 +88,123 @@ def moe_route(router_logits: torch.Tensor, top_k: int, norm_topk_prob: int = 1):
             w,
             **route_constexprs(E, top_k, norm_topk_prob),
         )
-    return w, ids
+    return ids, w
 
 
-def moe_align(ids: torch.Tensor, E: int, BM: int):
-    """(slot_pair [NB*BM] int32, block_expert [NB] int32): pairs grouped by expert, groups padded to BM."""
-    P = ids.numel()
-    nb_max = triton.cdiv(P, BM) + min(E, P)  # each expert hit adds at most one partly filled block
-    slot_pair = torch.empty(nb_max * BM, dtype=torch.int32, device=ids.device)  # the kernel writes every slot
-    block_expert = torch.empty(nb_max, dtype=torch.int32, device=ids.device)
+def moe_align_fwd(router_logits: torch.Tensor, topk_ids: torch.Tensor, block_m: int = 16):
+    """MoEAlign: (slot_pair [NB*block_m] int32, block_expert [NB] int32), pairs grouped by expert (stable),
+    groups padded to block_m. router_logits gives E only."""
+    E, P = router_logits.shape[1], topk_ids.numel()
+    nb_max = triton.cdiv(P, block_m) + min(E, P)  # = MOE_ALIGN's derived NB
+    slot_pair = torch.empty(nb_max * block_m, dtype=torch.int32, device=topk_ids.device)  # all slots written
+    block_expert = torch.empty(nb_max, dtype=torch.int32, device=topk_ids.device)
     moe_align_kernel[(1,)](
-        ids.reshape(-1),
+        topk_ids.reshape(-1),
         P,
         slot_pair,
         block_expert,
         nb_max,
         E=E,
         BE=triton.next_power_of_2(E + 1),
-        BM=BM,
+        BM=block_m,
         BP=64,
         num_warps=4,
     )
     return slot_pair, block_expert
+
+
+def moe_gate_up_fwd(hidden, gate_up, slot_pair, block_expert, top_k: int, block_m: int = 16, *, tiles=None):
+    """MoEGateUp: inter [S,I] in hidden's dtype (blocks of expert E, i.e. unused, are not written)."""
+    H, (E, I2, _) = hidden.shape[1], gate_up.shape
+    I, nb = I2 // 2, block_expert.numel()  # noqa: E741 (contract symbol I)
+    t = tiles or grouped_tiles(block_m)
+    dot, upcast = _dot_mode(hidden.dtype)
+    inter = torch.empty(slot_pair.numel(), I, dtype=hidden.dtype, device=hidden.device)
+    moe_gate_up_kernel[(nb, triton.cdiv(I, t["BN_GU"]))](
+        hidden.contiguous(),
+        gate_up.contiguous(),
+        slot_pair,
+        block_expert,
+        hidden.shape[0] * top_k,
+        inter,
+        H=H,
+        I=I,
+        E=E,
+        TOP_K=top_k,
+        BM=block_m,
+        BN=t["BN_GU"],
+        BK=t["BK"],
+        DOT=dot,
+        UPCAST=upcast,
+        num_warps=4,
+    )
+    return inter
+
+
+def moe_down_fwd(inter, down, slot_pair, block_expert, topk_weights, block_m: int = 16, *, tiles=None):
+    """MoEDown: pair_out [N,K,H] fp32, each pair's weighted expert output in token order."""
+    (E, H, I), (N, K) = down.shape, topk_weights.shape  # noqa: E741 (contract symbol I)
+    t = tiles or grouped_tiles(block_m)
+    dot, upcast = _dot_mode(inter.dtype)
+    y = torch.empty(N, K, H, dtype=torch.float32, device=inter.device)
+    moe_down_kernel[(block_expert.numel(), triton.cdiv(H, t["BN_DOWN"]))](
+        inter,
+        down.contiguous(),
+        slot_pair,
+        block_expert,
+        topk_weights.contiguous(),
+        N * K,
+        y,
+        H=H,
+        I=I,
+        E=E,
+        BM=block_m,
+        BN=t["BN_DOWN"],
+        BK=t["BK"],
+        DOT=dot,
+        UPCAST=upcast,
+        num_warps=4,
+    )
+    return y
+
+
+def moe_pair_gate_up_fwd(hidden, router_logits, gate_up, top_k: int, norm_topk_prob: int = 1, *, tiles=None):
+    """MoEPairGateUp: (inter [N,K,I] in hidden's dtype, topk_ids [N,K] int32, topk_weights [N,K] fp32)."""
+    (N, H), (E, I2, _) = hidden.shape, gate_up.shape
+    I = I2 // 2  # noqa: E741 (contract symbol I)
+    t = tiles or pair_tiles(H, I)
+    ids = torch.empty(N, top_k, dtype=torch.int32, device=hidden.device)
+    w = torch.empty(N, top_k, dtype=torch.float32, device=hidden.device)
+    inter = torch.empty(N, top_k, I, dtype=hidden.dtype, device=hidden.device)
+    if N:
+        moe_pair_gate_up_kernel[(N * top_k, triton.cdiv(I, t["BN_GU"]))](
+            hidden.contiguous(),
+            router_logits.contiguous(),
+            gate_up.contiguous(),
+            inter,
+            ids,
+            w,
+            H=H,
+            I=I,
+            **route_constexprs(E, top_k, norm_topk_prob),
+            BN=t["BN_GU"],
+            BK=t["BK"],
+            num_warps=4,
+        )
+    return inter, ids, w
+
+
+def moe_pair_down_fwd(inter, down, topk_ids, topk_weights, *, tiles=None):
+    """MoEPairDown: output [N,H] in inter's dtype."""
+    (N, K, I), H = inter.shape, down.shape[1]  # noqa: E741 (contract symbol I)
+    t = tiles or pair_tiles(H, I)
+    out = torch.empty(N, H, dtype=inter.dtype, device=inter.device)
+    if N:
+        moe_token_down_kernel[(N, triton.cdiv(H, t["BN_DOWN"]))](
+            inter, down.contiguous(), topk_ids, topk_weights, out,
+            H=H, I=I, TOP_K=K, BN=t["BN_DOWN"], BK=t["BK"], num_warps=4,
+        )
+    return out
 
 
 def moe_fwd(
@@ -120,99 +218,24 @@ def moe_fwd(
     path: str = "auto",
     tiles: dict[str, int] | None = None,
 ) -> torch.Tensor:
-    """Returns output [N,H] in hidden's dtype, like naive_moe. `path` ("auto", "grouped": five launches,
-    expert-major; "pairs": two launches, per token-expert pair) and `tiles` (overrides moe_tiles / pair_tiles)
-    are for benchmarks."""
+    """Returns output [N,H] in hidden's dtype, like naive_moe: the stage launchers in the order the builder's
+    lowering puts the stage ops. `path` ("auto", "grouped": five launches, expert-major; "pairs": two launches,
+    per token-expert pair) and `tiles` (overrides moe_tiles / pair_tiles) are for benchmarks."""
     _check(hidden, router_logits, gate_up, down, top_k)
     N, H = hidden.shape
-    path = choose_path(N, path)
-    E, I = gate_up.shape[0], gate_up.shape[1] // 2  # noqa: E741 (contract symbol I)
-    out = torch.empty_like(hidden)
     if N == 0:
-        return out
-    hidden, gate_up, down = hidden.contiguous(), gate_up.contiguous(), down.contiguous()
-    if path == "pairs":
-        return _moe_pairs(
-            hidden, router_logits.contiguous(), gate_up, down, top_k, norm_topk_prob, out, tiles
-        )
-    P = N * top_k
-    t = tiles or moe_tiles(P, E)
-    dot = "ieee" if hidden.dtype == torch.float32 else "tf32"  # fp32 activations: exact; 16-bit: ignored
-    # The CPU interpreter's tl.dot is wrong for bf16 (numpy has no bf16); there the kernels upcast the
-    # bf16 tiles to fp32 first, which gives the same products (bf16 x bf16 is exact in fp32).
-    upcast = os.environ.get("TRITON_INTERPRET") == "1" and hidden.dtype == torch.bfloat16
-    if upcast:
-        dot = "ieee"
-    w, ids = moe_route(router_logits, top_k, norm_topk_prob)
-    slot_pair, block_expert = moe_align(ids, E, t["BM"])
-    nb = block_expert.numel()
-    inter = torch.empty(nb * t["BM"], I, dtype=hidden.dtype, device=hidden.device)
-    moe_gate_up_kernel[(nb, triton.cdiv(I, t["BN_GU"]))](
-        hidden,
-        gate_up,
-        slot_pair,
-        block_expert,
-        P,
-        inter,
-        H=H,
-        I=I,
-        E=E,
-        TOP_K=top_k,
-        BM=t["BM"],
-        BN=t["BN_GU"],
-        BK=t["BK"],
-        DOT=dot,
-        UPCAST=upcast,
-        num_warps=4,
-    )
-    y = torch.empty(P, H, dtype=torch.float32, device=hidden.device)
-    moe_down_kernel[(nb, triton.cdiv(H, t["BN_DOWN"]))](
-        inter,
-        down,
-        slot_pair,
-        block_expert,
-        w,
-        P,
-        y,
-        H=H,
-        I=I,
-        E=E,
-        BM=t["BM"],
-        BN=t["BN_DOWN"],
-        BK=t["BK"],
-        DOT=dot,
-        UPCAST=upcast,
-        num_warps=4,
-    )
+        return torch.empty_like(hidden)
+    if choose_path(N, path) == "pairs":
+        inter, ids, w = moe_pair_gate_up_fwd(hidden, router_logits, gate_up, top_k, norm_topk_prob, tiles=tiles)
+        return moe_pair_down_fwd(inter, down, ids, w, tiles=tiles)
+    t = tiles or moe_tiles(N * top_k, gate_up.shape[0])
+    ids, w = moe_route_fwd(router_logits, top_k, norm_topk_prob)
+    slot_pair, block_expert = moe_align_fwd(router_logits, ids, t["BM"])
+    inter = moe_gate_up_fwd(hidden, gate_up, slot_pair, block_expert, top_k, t["BM"], tiles=t)
+    y = moe_down_fwd(inter, down, slot_pair, block_expert, w, t["BM"], tiles=t)
+    out = torch.empty_like(hidden)
     BH = min(1024, triton.next_power_of_2(H))
     moe_combine_kernel[(N, triton.cdiv(H, BH))](y, out, H=H, TOP_K=top_k, BH=BH)
-    return out
-
-
-def _moe_pairs(hidden, router_logits, gate_up, down, top_k, norm_topk_prob, out, tiles) -> torch.Tensor:
-    N, H = hidden.shape
-    E, I = gate_up.shape[0], gate_up.shape[1] // 2  # noqa: E741 (contract symbol I)
-    t = tiles or pair_tiles(H, I)
-    ids = torch.empty(N, top_k, dtype=torch.int32, device=hidden.device)
-    w = torch.empty(N, top_k, dtype=torch.float32, device=hidden.device)
-    inter = torch.empty(N * top_k, I, dtype=hidden.dtype, device=hidden.device)
-    moe_pair_gate_up_kernel[(N * top_k, triton.cdiv(I, t["BN_GU"]))](
-        hidden,
-        router_logits,
-        gate_up,
-        inter,
-        ids,
-        w,
-        H=H,
-        I=I,
-        **route_constexprs(E, top_k, norm_topk_prob),
-        BN=t["BN_GU"],
-        BK=t["BK"],
-        num_warps=4,
-    )
-    moe_token_down_kernel[(N, triton.cdiv(H, t["BN_DOWN"]))](
-        inter, down, ids, w, out, H=H, I=I, TOP_K=top_k, BN=t["BN_DOWN"], BK=t["BK"], num_warps=4
-    )
     return out
 
 

@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from deploykit.plugins.moe import moe_align, moe_fwd, moe_route
+from deploykit.plugins.moe import moe_align_fwd, moe_fwd, moe_route_fwd
 
 from deploykit.ops.moe import naive_moe, route
 
@@ -26,7 +26,7 @@ def make(N, H, E, I, dtype, seed=0):  # noqa: E741 (contract symbol I)
 @pytest.mark.parametrize("N,E,k,norm", [(1, 8, 2, 1), (7, 24, 10, 1), (5, 16, 4, 0)])
 def test_route_matches_reference(N, E, k, norm):
     logits = make(N, 8, E, 4, torch.float32, seed=N)[1]
-    w, ids = moe_route(logits, k, norm)
+    ids, w = moe_route_fwd(logits, k, norm)
     rw, rids = route(logits, k, norm)
     assert torch.equal(ids.long(), rids)
     assert rel_err(w, rw) <= 1e-6
@@ -35,7 +35,7 @@ def test_route_matches_reference(N, E, k, norm):
 def test_route_breaks_ties_like_the_reference():
     """Equal probabilities (16-bit logits tie often): both take the lower expert id (the contract's rule)."""
     logits = torch.tensor([[0.5, 2.0, 1.0, 2.0, 1.0, 2.0], [1.0, 1.0, 1.0, 1.0, 3.0, 0.0]]).to(torch.bfloat16)
-    w, ids = moe_route(logits, 3, 1)
+    ids, w = moe_route_fwd(logits, 3, 1)
     rw, rids = route(logits, 3, 1)
     assert ids.tolist() == rids.tolist() == [[1, 3, 5], [4, 0, 1]]
     assert rel_err(w, rw) <= 1e-6
@@ -45,7 +45,7 @@ def test_align_groups_pairs_by_expert_in_order():
     """Each expert's slots hold exactly its pairs in original order (a stable sort by expert), padded to BM."""
     ids = torch.tensor([[3, 0], [0, 5], [3, 1], [5, 0], [2, 3]], dtype=torch.int32)
     E, BM, P = 6, 4, ids.numel()
-    slot_pair, block_expert = moe_align(ids, E, BM)
+    slot_pair, block_expert = moe_align_fwd(torch.zeros(ids.shape[0], E), ids, BM)
     flat = ids.reshape(-1)
     for b, e in enumerate(block_expert.tolist()):
         rows = slot_pair[b * BM : (b + 1) * BM]
