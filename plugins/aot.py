@@ -106,11 +106,36 @@ def contract_descriptors(spec, inputs: list, act_dtype, fp32_dtype, from_shape_e
     return tuple(from_shape_expr(tuple(shape), by_name[o.dtype]) for shape, o in zip(shapes, spec.outputs))
 
 
+def build_time_constant(expr, what: str) -> int:
+    """The value of a tensorrt.plugin ShapeExpr that must be fixed when the engine is built (a model dim)."""
+    if not expr.is_constant:
+        raise ValueError(f"{what} must be a build-time constant (it is a model dimension)")
+    return expr.constant_value
+
+
+def device_arch() -> int:
+    """SM of the GPU the engine is built on (TensorRT builds per device anyway)."""
+    import torch
+
+    major, minor = torch.cuda.get_device_capability()
+    return major * 10 + minor
+
+
+def io_type_positions(spec) -> dict[str, list[int]]:
+    """Inputs-then-outputs positions of a contract op by TensorRT type string, for trtp.AutoTuneCombination.pos:
+    the activation dtype 'T' may be any of FP32|FP16|BF16 (one per combination), the others are fixed."""
+    by_type: dict[str, list[int]] = {}
+    names = {"T": "FP32|FP16|BF16", "float32": "FP32", "int32": "INT32"}
+    for pos, t in enumerate((*spec.inputs, *spec.outputs)):
+        by_type.setdefault(names[t.dtype], []).append(pos)
+    return by_type
+
+
 def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
     """Every plugin kernel at Qwen3.5 layer shapes: GDN 16 key / 32 value heads of 128 (4B/9B/35B-A3B;
     shared/reference/qwen35.md), conv width 4, MoE of the 35B-A3B (H 2048, 256 experts, top-8, I 512)."""
     from deploykit.plugins.gated_delta_net.launch import conv_aot_spec, gdn_aot_spec, gdn_split_aot_specs
-    from deploykit.plugins.moe.launch import moe_aot_specs
+    from deploykit.plugins.moe.launch import moe_aot_specs, moe_stage_aot_spec
 
     gdn = dict(dtype=dtype, HK=16, HV=32, K=128, V=128, scale=128**-0.5, use_qk_l2norm=1)
     specs = {
@@ -129,6 +154,8 @@ def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
             dtype, H=2048, I=512, E=256, top_k=8, norm_topk_prob=1, decode=True, pairs=pairs
         ):
             specs["moe_" + s.kernel.__name__] = s
+    for op in ("MoEGateUp", "MoEDown"):  # the grouped GEMMs at prefill's 64-row blocks (decode's are above)
+        specs[f"moe_prefill_{op}"] = moe_stage_aot_spec(op, dtype, 2048, 512, 256, 8, block_m=64)
     return specs
 
 

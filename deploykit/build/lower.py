@@ -78,7 +78,7 @@ def _moe_stages(node: onnx.NodeProto, lowering: MoELowering) -> list[onnx.NodePr
     (out,) = node.output
     top_k, norm = int(_attr(node, "top_k")), int(_attr(node, "norm_topk_prob", 1))
     base = node.name or out
-    t = lambda what: f"{base}/{what}"  # noqa: E731
+    t = lambda what: f"{base}/{what}"
     if lowering.path == "pairs":
         return [
             _stage_node("MoEPairGateUp", [hidden, logits, gate_up], [t("inter"), t("ids"), t("weights")],

@@ -17,7 +17,7 @@ _REGISTERED: dict[str, dict[str, object]] = {}  # backend name -> {op name: crea
 
 
 def register_plugins(backend) -> list[PluginStamp]:
-    """Registers one creator per deploykit ONNX op (idempotent); returns their stamps."""
+    """Registers one creator per deploykit ONNX op and MoE stage op (idempotent); returns their stamps."""
     from deploykit.plugins import tensorrt_v3
 
     backend.fix_plugin_library()

@@ -60,7 +60,7 @@ class _OnnxDimArith:
     def const(v):
         return int(v)
 
-    def _op(fn):  # noqa: N805 (a decorator over the arithmetic)
+    def _op(fn):
         return staticmethod(lambda a, b: fn(a, b) if isinstance(a, int) and isinstance(b, int) else None)
 
     add, sub, mul = _op(lambda a, b: a + b), _op(lambda a, b: a - b), _op(lambda a, b: a * b)

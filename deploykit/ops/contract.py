@@ -32,6 +32,12 @@ MoE (torch: deploykit::moe)
     TopK); w /= sum(w) when norm_topk_prob;
     output[n] = sum_j w[n,j] * down[idx_j] @ (silu(gate_up[idx_j][:I] @ x) * (gate_up[idx_j][I:] @ x)).
     The shared expert is not part of the op (it is plain MLP math in the graph).
+
+MoE's stage ops (STAGE_OPS: MoEPairGateUp, MoEPairDown, MoERoute, MoEAlign, MoEGateUp, MoEDown) are one kernel
+each. Exported models never contain them: the builder may put them in place of a MoE node
+(deploykit/build/lower.py) so that every TensorRT plugin is an ahead-of-time kernel. Their outputs have
+derived dims (`OpSpec.derived`, e.g. K = top_k, I = I2 // 2), computed by the same `infer_shapes` for every
+consumer; ids and slots are int32.
 """
 
 from __future__ import annotations
@@ -73,10 +79,9 @@ class OperatorArith:
     (tensorrt.plugin's ShapeExpr) given their own `cdiv` and `min` (used when an operand is not an int).
     TensorRT's IExprBuilder gets its own adapter (plugins/tensorrt_v3.py); ONNX dims theirs (export/schemas.py)."""
 
-    def __init__(self, cdiv=None, min=None):  # noqa: A002 (the expression grammar's name)
-        self._cdiv, self._min = cdiv, min
+    def __init__(self, cdiv=None, min=None, const=int):
+        self._cdiv, self._min, self.const = cdiv, min, const
 
-    const = staticmethod(int)
     add = staticmethod(lambda a, b: a + b)
     sub = staticmethod(lambda a, b: a - b)
     mul = staticmethod(lambda a, b: a * b)

@@ -93,7 +93,7 @@ def naive_moe_route(router_logits: torch.Tensor, top_k: int, norm_topk_prob: int
 def naive_moe_pair_gate_up(hidden, router_logits, gate_up, top_k: int, norm_topk_prob: int = 1):
     """(inter [N,K,I] in hidden's dtype, topk_ids, topk_weights)."""
     ids, w = naive_moe_route(router_logits, top_k, norm_topk_prob)
-    N, I = hidden.shape[0], gate_up.shape[1] // 2  # noqa: E741 (contract symbol I)
+    N, I = hidden.shape[0], gate_up.shape[1] // 2
     inter = torch.empty(N, top_k, I, dtype=hidden.dtype)
     for n in range(N):
         for j in range(top_k):
@@ -132,7 +132,7 @@ def naive_moe_align(router_logits, topk_ids, block_m: int = 16):
 def naive_moe_gate_up(hidden, gate_up, slot_pair, block_expert, top_k: int, block_m: int = 16):
     """inter [S,I] in hidden's dtype: silu(gate) * up of slot s's pair under its block's expert; 0 on padding
     (the contract leaves padding rows unspecified)."""
-    P, E, I = hidden.shape[0] * top_k, gate_up.shape[0], gate_up.shape[1] // 2  # noqa: E741
+    P, E, I = hidden.shape[0] * top_k, gate_up.shape[0], gate_up.shape[1] // 2
     inter = torch.zeros(slot_pair.numel(), I, dtype=hidden.dtype)
     for s, p in enumerate(slot_pair.tolist()):
         e = int(block_expert[s // block_m])

@@ -19,7 +19,13 @@ Shapes Hk, Hv, Dk, Dv and the conv width must be build-time constants (they are 
 from typing import List, Tuple  # noqa: UP035
 
 from deploykit.ops.contract import CAUSAL_CONV1D, GATED_DELTA_RULE
-from deploykit.plugins.aot import compile_ptx, contract_descriptors, import_trt_plugin
+from deploykit.plugins.aot import (
+    build_time_constant as _const,
+    compile_ptx,
+    contract_descriptors,
+    device_arch as _arch,
+    import_trt_plugin,
+)
 
 from .launch import conv_aot_spec, gdn_aot_spec
 
@@ -27,20 +33,6 @@ trt, trtp = import_trt_plugin()
 
 _DTYPE = {trt.float32: "float32", trt.float16: "float16", trt.bfloat16: "bfloat16"}
 TACTIC_RECURRENT, TACTIC_CHUNK, TACTIC_CHUNK_BLOCKED = 1, 2, 3
-
-
-def _const(expr, what: str) -> int:
-    if not expr.is_constant:
-        raise ValueError(f"{what} must be a build-time constant (it is a model dimension)")
-    return expr.constant_value
-
-
-def _arch() -> int:
-    """SM of the GPU the engine is built on (TensorRT builds per device anyway)."""
-    import torch
-
-    major, minor = torch.cuda.get_device_capability()
-    return major * 10 + minor
 
 
 @trtp.register("deploykit::GatedDeltaRule")

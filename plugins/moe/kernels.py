@@ -73,11 +73,12 @@ def _gather(table, idx, BE: tl.constexpr):
 
 @triton.jit
 def moe_align_kernel(
+    router_logits,  # unused: MoEAlign's contract input for E (plugins pass inputs, scalars, outputs in order)
     ids,
     P,
+    NB_MAX,
     slot_pair,
     block_expert,
-    NB_MAX,
     E: tl.constexpr,
     BE: tl.constexpr,
     BM: tl.constexpr,
@@ -124,7 +125,7 @@ def moe_gate_up_kernel(
     P,
     inter,
     H: tl.constexpr,
-    I: tl.constexpr,  # noqa: E741 (contract symbol I)
+    I: tl.constexpr,
     E: tl.constexpr,
     TOP_K: tl.constexpr,
     BM: tl.constexpr,
@@ -176,7 +177,7 @@ def moe_down_kernel(
     P,
     y,
     H: tl.constexpr,
-    I: tl.constexpr,  # noqa: E741 (contract symbol I)
+    I: tl.constexpr,
     E: tl.constexpr,
     BM: tl.constexpr,
     BN: tl.constexpr,
@@ -229,7 +230,7 @@ def moe_pair_gate_up_kernel(
     ids,
     weights,
     H: tl.constexpr,
-    I: tl.constexpr,  # noqa: E741 (contract symbol I)
+    I: tl.constexpr,
     E: tl.constexpr,
     BE: tl.constexpr,
     TOP_K: tl.constexpr,
@@ -276,7 +277,7 @@ def moe_token_down_kernel(
     weights,
     out,
     H: tl.constexpr,
-    I: tl.constexpr,  # noqa: E741 (contract symbol I)
+    I: tl.constexpr,
     TOP_K: tl.constexpr,
     BN: tl.constexpr,
     BK: tl.constexpr,

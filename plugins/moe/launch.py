@@ -12,7 +12,6 @@ import os
 import torch
 import triton
 
-from .paths import PAIRS_MAX_TOKENS, PATHS, choose_path, grouped_block_m  # noqa: F401 (re-exported)
 from .kernels import (
     moe_align_kernel,
     moe_combine_kernel,
@@ -22,6 +21,8 @@ from .kernels import (
     moe_route_kernel,
     moe_token_down_kernel,
 )
+from .paths import PAIRS_MAX_TOKENS, PATHS, choose_path, grouped_block_m  # noqa: F401 (re-exported)
+
 
 def route_constexprs(E: int, top_k: int, norm_topk_prob: int) -> dict:
     """Constexprs of the routing code (moe_route_kernel, and moe_pair_gate_up_kernel, which routes itself)."""
@@ -34,7 +35,7 @@ def route_constexprs(E: int, top_k: int, norm_topk_prob: int) -> dict:
     )
 
 
-def pair_tiles(H: int, I: int) -> dict[str, int]:  # noqa: E741 (contract symbol I)
+def pair_tiles(H: int, I: int) -> dict[str, int]:
     """N tiles of 16 rows (so a 35B-A3B token's 8 pairs x 512 / 16 = 256 gate/up programs fill 132 SMs) and
     256-wide K steps of 16-bit weights (512 B per row per step)."""
     return dict(BN_GU=16, BN_DOWN=16, BK=min(256, triton.next_power_of_2(max(H, I))))
@@ -99,11 +100,12 @@ def moe_align_fwd(router_logits: torch.Tensor, topk_ids: torch.Tensor, block_m: 
     slot_pair = torch.empty(nb_max * block_m, dtype=torch.int32, device=topk_ids.device)  # all slots written
     block_expert = torch.empty(nb_max, dtype=torch.int32, device=topk_ids.device)
     moe_align_kernel[(1,)](
+        router_logits,
         topk_ids.reshape(-1),
         P,
+        nb_max,
         slot_pair,
         block_expert,
-        nb_max,
         E=E,
         BE=triton.next_power_of_2(E + 1),
         BM=block_m,
@@ -116,15 +118,15 @@ def moe_align_fwd(router_logits: torch.Tensor, topk_ids: torch.Tensor, block_m: 
 def moe_gate_up_fwd(hidden, gate_up, slot_pair, block_expert, top_k: int, block_m: int = 16, *, tiles=None):
     """MoEGateUp: inter [S,I] in hidden's dtype (blocks of expert E, i.e. unused, are not written)."""
     H, (E, I2, _) = hidden.shape[1], gate_up.shape
-    I, nb = I2 // 2, block_expert.numel()  # noqa: E741 (contract symbol I)
+    I, nb = I2 // 2, block_expert.numel()
     t = tiles or grouped_tiles(block_m)
     dot, upcast = _dot_mode(hidden.dtype)
     inter = torch.empty(slot_pair.numel(), I, dtype=hidden.dtype, device=hidden.device)
     moe_gate_up_kernel[(nb, triton.cdiv(I, t["BN_GU"]))](
         hidden.contiguous(),
         gate_up.contiguous(),
-        slot_pair,
-        block_expert,
+        slot_pair.contiguous(),
+        block_expert.contiguous(),
         hidden.shape[0] * top_k,
         inter,
         H=H,
@@ -143,15 +145,15 @@ def moe_gate_up_fwd(hidden, gate_up, slot_pair, block_expert, top_k: int, block_
 
 def moe_down_fwd(inter, down, slot_pair, block_expert, topk_weights, block_m: int = 16, *, tiles=None):
     """MoEDown: pair_out [N,K,H] fp32, each pair's weighted expert output in token order."""
-    (E, H, I), (N, K) = down.shape, topk_weights.shape  # noqa: E741 (contract symbol I)
+    (E, H, I), (N, K) = down.shape, topk_weights.shape
     t = tiles or grouped_tiles(block_m)
     dot, upcast = _dot_mode(inter.dtype)
     y = torch.empty(N, K, H, dtype=torch.float32, device=inter.device)
     moe_down_kernel[(block_expert.numel(), triton.cdiv(H, t["BN_DOWN"]))](
-        inter,
+        inter.contiguous(),
         down.contiguous(),
-        slot_pair,
-        block_expert,
+        slot_pair.contiguous(),
+        block_expert.contiguous(),
         topk_weights.contiguous(),
         N * K,
         y,
@@ -171,7 +173,7 @@ def moe_down_fwd(inter, down, slot_pair, block_expert, topk_weights, block_m: in
 def moe_pair_gate_up_fwd(hidden, router_logits, gate_up, top_k: int, norm_topk_prob: int = 1, *, tiles=None):
     """MoEPairGateUp: (inter [N,K,I] in hidden's dtype, topk_ids [N,K] int32, topk_weights [N,K] fp32)."""
     (N, H), (E, I2, _) = hidden.shape, gate_up.shape
-    I = I2 // 2  # noqa: E741 (contract symbol I)
+    I = I2 // 2
     t = tiles or pair_tiles(H, I)
     ids = torch.empty(N, top_k, dtype=torch.int32, device=hidden.device)
     w = torch.empty(N, top_k, dtype=torch.float32, device=hidden.device)
@@ -196,12 +198,12 @@ def moe_pair_gate_up_fwd(hidden, router_logits, gate_up, top_k: int, norm_topk_p
 
 def moe_pair_down_fwd(inter, down, topk_ids, topk_weights, *, tiles=None):
     """MoEPairDown: output [N,H] in inter's dtype."""
-    (N, K, I), H = inter.shape, down.shape[1]  # noqa: E741 (contract symbol I)
+    (N, K, I), H = inter.shape, down.shape[1]
     t = tiles or pair_tiles(H, I)
     out = torch.empty(N, H, dtype=inter.dtype, device=inter.device)
     if N:
         moe_token_down_kernel[(N, triton.cdiv(H, t["BN_DOWN"]))](
-            inter, down.contiguous(), topk_ids, topk_weights, out,
+            inter.contiguous(), down.contiguous(), topk_ids.contiguous(), topk_weights.contiguous(), out,
             H=H, I=I, TOP_K=K, BN=t["BN_DOWN"], BK=t["BK"], num_warps=4,
         )
     return out
@@ -239,66 +241,87 @@ def moe_fwd(
     return out
 
 
+def moe_stage_aot_spec(
+    op: str,
+    dtype: str,
+    H: int,
+    I: int,
+    E: int,
+    top_k: int,
+    norm_topk_prob: int = 1,
+    block_m: int = 16,
+):
+    """The KernelSpec of one MoE stage op (contract STAGE_OPS), with its runtime arguments in the QDP AOT
+    order: the op's inputs, runtime int scalars, its outputs (docs/kernels.md). `grid` says how a plugin
+    derives the launch grid from the op's shapes. H and I are unused by MoERoute and MoEAlign."""
+    from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
+
+    t = "*" + TRITON_DTYPE[dtype]
+    pt = lambda: pair_tiles(H, I)
+    gt = grouped_tiles(block_m)
+    route = lambda: route_constexprs(E, top_k, norm_topk_prob)
+    gemm = dict(H=H, I=I, E=E, BM=block_m, BK=gt["BK"], DOT="ieee" if dtype == "float32" else "tf32", UPCAST=False)
+    specs = {
+        "MoEPairGateUp": lambda: KernelSpec(
+            moe_pair_gate_up_kernel,
+            dict(hidden=t, router_logits=t, gate_up=t, inter=t, ids="*i32", weights="*fp32"),
+            dict(route(), H=H, I=I, BN=pt()["BN_GU"], BK=pt()["BK"]),
+            grid=("N*TOP_K", f"cdiv(I,{pt()['BN_GU']})"),
+        ),
+        "MoEPairDown": lambda: KernelSpec(
+            moe_token_down_kernel,
+            dict(inter=t, down=t, ids="*i32", weights="*fp32", out=t),
+            dict(H=H, I=I, TOP_K=top_k, BN=pt()["BN_DOWN"], BK=pt()["BK"]),
+            grid=("N", f"cdiv(H,{pt()['BN_DOWN']})"),
+        ),
+        "MoERoute": lambda: KernelSpec(
+            moe_route_kernel, dict(logits=t, ids="*i32", weights="*fp32"), route(), grid=("N",)
+        ),
+        "MoEAlign": lambda: KernelSpec(
+            moe_align_kernel,
+            dict(router_logits=t, ids="*i32", P="i32", NB_MAX="i32", slot_pair="*i32", block_expert="*i32"),
+            dict(E=E, BE=triton.next_power_of_2(E + 1), BM=block_m, BP=64),
+            grid=("1",),
+        ),
+        "MoEGateUp": lambda: KernelSpec(
+            moe_gate_up_kernel,
+            dict(hidden=t, gate_up=t, slot_pair="*i32", block_expert="*i32", P="i32", inter=t),
+            dict(gemm, TOP_K=top_k, BN=gt["BN_GU"]),
+            grid=("NB", f"cdiv(I,{gt['BN_GU']})"),
+        ),
+        "MoEDown": lambda: KernelSpec(
+            moe_down_kernel,
+            dict(inter=t, down=t, slot_pair="*i32", block_expert="*i32", weights="*fp32", P="i32", y="*fp32"),
+            dict(gemm, BN=gt["BN_DOWN"]),
+            grid=("NB", f"cdiv(H,{gt['BN_DOWN']})"),
+        ),
+    }
+    return specs[op]()
+
+
 def moe_aot_specs(
     dtype: str,
     H: int,
-    I: int,  # noqa: E741 (contract symbol I)
+    I: int,
     E: int,
     top_k: int,
     norm_topk_prob: int,
     decode: bool,
     pairs: bool = False,
 ):
-    """KernelSpecs of one MoE path in launch order (a multi-kernel op: see docs/kernels.md): the five grouped
-    kernels, or with `pairs` the two of the small-batch path (grids (N*top_k, cdiv(I, BN_GU)) and
-    (N, cdiv(H, BN_DOWN)); no runtime scalar)."""
+    """KernelSpecs of one `moe_fwd` path in launch order: the two pair stages, or the four grouped stages
+    (block_m by `decode`) and the combine kernel (the lowered graph uses ReduceSum + CastLike instead)."""
     from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
 
-    t = "*" + TRITON_DTYPE[dtype]
+    shape = dict(dtype=dtype, H=H, I=I, E=E, top_k=top_k, norm_topk_prob=norm_topk_prob)
     if pairs:
-        pt = pair_tiles(H, I)
-        route = route_constexprs(E, top_k, norm_topk_prob)
-        return [
-            KernelSpec(
-                moe_pair_gate_up_kernel,
-                dict(hidden=t, router_logits=t, gate_up=t, inter=t, ids="*i32", weights="*fp32"),
-                dict(route, H=H, I=I, BN=pt["BN_GU"], BK=pt["BK"]),
-                grid=("N*TOP_K", f"cdiv(I,{pt['BN_GU']})"),
-            ),
-            KernelSpec(
-                moe_token_down_kernel,
-                dict(inter=t, down=t, ids="*i32", weights="*fp32", out=t),
-                dict(H=H, I=I, TOP_K=top_k, BN=pt["BN_DOWN"], BK=pt["BK"]),
-                grid=("N", f"cdiv(H,{pt['BN_DOWN']})"),
-            ),
-        ]
-    tl_ = moe_tiles(1 if decode else 4 * E, E)
-    dot = "ieee" if dtype == "float32" else "tf32"
-    gemm = dict(H=H, I=I, E=E, BM=tl_["BM"], BK=tl_["BK"], DOT=dot, UPCAST=False)
-    return [
-        KernelSpec(
-            moe_route_kernel,
-            dict(logits=t, ids="*i32", weights="*fp32"),
-            route_constexprs(E, top_k, norm_topk_prob),
-        ),
-        KernelSpec(
-            moe_align_kernel,
-            dict(ids="*i32", P="i32", slot_pair="*i32", block_expert="*i32", NB_MAX="i32"),
-            dict(E=E, BE=triton.next_power_of_2(E + 1), BM=tl_["BM"], BP=64),
-        ),
-        KernelSpec(
-            moe_gate_up_kernel,
-            dict(hidden=t, gate_up=t, slot_pair="*i32", block_expert="*i32", P="i32", inter=t),
-            dict(gemm, TOP_K=top_k, BN=tl_["BN_GU"]),
-        ),
-        KernelSpec(
-            moe_down_kernel,
-            dict(inter=t, down=t, slot_pair="*i32", block_expert="*i32", weights="*fp32", P="i32", y="*fp32"),
-            dict(gemm, BN=tl_["BN_DOWN"]),
-        ),
-        KernelSpec(
-            moe_combine_kernel,
-            dict(y="*fp32", out=t),
-            dict(H=H, TOP_K=top_k, BH=min(1024, triton.next_power_of_2(H))),
-        ),
-    ]
+        return [moe_stage_aot_spec(op, **shape) for op in ("MoEPairGateUp", "MoEPairDown")]
+    bm = grouped_block_m(1 if decode else 4 * E, E)
+    stages = [moe_stage_aot_spec(op, **shape, block_m=bm) for op in ("MoERoute", "MoEAlign", "MoEGateUp", "MoEDown")]
+    combine = KernelSpec(
+        moe_combine_kernel,
+        dict(y="*fp32", out="*" + TRITON_DTYPE[dtype]),
+        dict(H=H, TOP_K=top_k, BH=min(1024, triton.next_power_of_2(H))),
+        grid=("N", "cdiv(H,BH)"),
+    )
+    return [*stages, combine]

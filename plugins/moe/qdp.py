@@ -2,23 +2,45 @@
 `tensorrt` is not installable on the development machine (see plugins/gated_delta_net/qdp.py). Raises
 DeployKitError where tensorrt is missing (aot.import_trt_plugin is the one guard).
 
-MoE needs five kernels in sequence (route, align, gate_up, down, combine; docs/kernels.md) and scratch
-buffers, so it cannot be a single-kernel `aot_impl`. It is registered with a JIT `@trtp.impl` that calls the
-torch launcher on TensorRT's stream (needs Python at runtime). A Python-free engine needs either the C++
-IPluginV3 path (plugins/tensorrt_v3.py, which enqueues the same launchers' kernels) or a contract change that
-splits MoE into single-kernel ops (MoERoute, MoEExperts); both are recorded as open in docs/kernels.md.
+MoE itself needs several kernels in sequence (docs/kernels.md) and scratch buffers, so it cannot be a
+single-kernel `aot_impl`: `deploykit::MoE` is registered with a JIT `@trtp.impl` that calls the torch launcher
+on TensorRT's stream (needs Python at runtime). For a Python-free engine the builder lowers each MoE node to
+MoE's stage ops (`deploykit build --moe-stages`, deploykit/build/lower.py), and each stage below is an AOT
+plugin of exactly one kernel, launched with the arguments in the QDP order (inputs, int scalars, outputs).
+Model dims (E, H, I) and the attributes must be build-time constants; N is dynamic.
 """
 
 # No `from __future__ import annotations`: tensorrt.plugin reads these annotations as real types
 # (TensorDesc vs attribute types), and it matches typing.Tuple as its own samples write them.
-from typing import Tuple  # noqa: UP035
 
-from deploykit.ops.contract import MOE
-from deploykit.plugins.aot import contract_descriptors, import_trt_plugin
+from deploykit.plugins.aot import (
+    build_time_constant as _const,
+)
+from deploykit.plugins.aot import (
+    compile_ptx,
+    contract_descriptors,
+    device_arch,
+    import_trt_plugin,
+    io_type_positions,
+)
 
-from .launch import moe_fwd
+from deploykit.ops.contract import (
+    MOE,
+    MOE_ALIGN,
+    MOE_DOWN,
+    MOE_GATE_UP,
+    MOE_PAIR_DOWN,
+    MOE_PAIR_GATE_UP,
+    MOE_ROUTE,
+    OperatorArith,
+)
+
+from .launch import moe_fwd, moe_stage_aot_spec
 
 trt, trtp = import_trt_plugin()
+
+_DTYPE = {trt.float32: "float32", trt.float16: "float16", trt.bfloat16: "bfloat16"}
+_SHAPE_ARITH = OperatorArith(cdiv=trtp.cdiv, min=trtp.min, const=trtp.ShapeExpr)  # derived dims (contract)
 
 
 @trtp.register("deploykit::MoE")
@@ -62,7 +84,7 @@ def moe_impl(
     down: trtp.Tensor,
     top_k: int,
     norm_topk_prob: int,
-    outputs: Tuple[trtp.Tensor],
+    outputs: tuple[trtp.Tensor],
     stream: int,
 ) -> None:
     import torch
@@ -71,3 +93,161 @@ def moe_impl(
         out = moe_fwd(_as_torch(hidden), _as_torch(router_logits), _as_torch(gate_up), _as_torch(down),
                       top_k, norm_topk_prob)
         _as_torch(outputs[0]).copy_(out)
+
+
+# --- MoE's stage ops: one AOT kernel each ---
+
+
+def _stage_descs(spec, inputs, attrs):
+    act = next(d.dtype for d, t in zip(inputs, spec.inputs) if t.dtype == "T")
+    return contract_descriptors(spec, inputs, act, trt.float32, trtp.from_shape_expr, attrs, trt.int32,
+                                _SHAPE_ARITH)
+
+
+def _combinations(spec) -> list[trtp.AutoTuneCombination]:
+    c = trtp.AutoTuneCombination()
+    for types, positions in io_type_positions(spec).items():
+        c.pos(positions, types)
+    return [c]
+
+
+def _launch(op, act, grid, extra_scalars, H=0, I=0, E=0, top_k=1, norm_topk_prob=1, block_m=16):
+    spec = moe_stage_aot_spec(op, _DTYPE[act], H, I, E, top_k, norm_topk_prob, block_m)
+    ck = compile_ptx(spec, device_arch())
+    lp = trtp.KernelLaunchParams()
+    lp.grid_x = grid[0]
+    if len(grid) > 1:
+        lp.grid_y = grid[1]
+    lp.block_x = ck.block_x
+    lp.shared_mem = ck.shared
+    extra = trtp.SymIntExprs(len(extra_scalars))
+    for i, value in enumerate(extra_scalars):
+        extra[i] = trtp.SymInt32(value)
+    return ck.name, ck.ptx, lp, extra
+
+
+@trtp.register("deploykit::MoEPairGateUp")
+def moe_pair_gate_up_desc(
+    hidden: trtp.TensorDesc, router_logits: trtp.TensorDesc, gate_up: trtp.TensorDesc, top_k: int,
+    norm_topk_prob: int,
+) -> tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc]:
+    return _stage_descs(MOE_PAIR_GATE_UP, [hidden, router_logits, gate_up],
+                        dict(top_k=top_k, norm_topk_prob=norm_topk_prob))
+
+
+@trtp.autotune("deploykit::MoEPairGateUp")
+def moe_pair_gate_up_tune(hidden, router_logits, gate_up, top_k: int, norm_topk_prob: int, outputs):
+    return _combinations(MOE_PAIR_GATE_UP)
+
+
+@trtp.aot_impl("deploykit::MoEPairGateUp")
+def moe_pair_gate_up_aot(hidden, router_logits, gate_up, top_k: int, norm_topk_prob: int, outputs, tactic):
+    E, I2 = _const(gate_up.shape_expr[0], "E"), _const(gate_up.shape_expr[1], "2I")
+    H = _const(hidden.shape_expr[1], "H")
+    BN = moe_stage_aot_spec("MoEPairGateUp", "float32", H, I2 // 2, E, top_k).constexprs["BN"]
+    return _launch("MoEPairGateUp", hidden.dtype, (hidden.shape_expr[0] * top_k, -(-(I2 // 2) // BN)), [],
+                   H, I2 // 2, E, top_k, norm_topk_prob)
+
+
+@trtp.register("deploykit::MoEPairDown")
+def moe_pair_down_desc(
+    inter: trtp.TensorDesc, down: trtp.TensorDesc, topk_ids: trtp.TensorDesc, topk_weights: trtp.TensorDesc
+) -> trtp.TensorDesc:
+    return _stage_descs(MOE_PAIR_DOWN, [inter, down, topk_ids, topk_weights], {})[0]
+
+
+@trtp.autotune("deploykit::MoEPairDown")
+def moe_pair_down_tune(inter, down, topk_ids, topk_weights, outputs):
+    return _combinations(MOE_PAIR_DOWN)
+
+
+@trtp.aot_impl("deploykit::MoEPairDown")
+def moe_pair_down_aot(inter, down, topk_ids, topk_weights, outputs, tactic):
+    E, H, I = (_const(down.shape_expr[a], n) for a, n in enumerate(("E", "H", "I")))
+    K = _const(topk_ids.shape_expr[1], "K")
+    BN = moe_stage_aot_spec("MoEPairDown", "float32", H, I, E, K).constexprs["BN"]
+    return _launch("MoEPairDown", inter.dtype, (inter.shape_expr[0], -(-H // BN)), [], H, I, E, K)
+
+
+@trtp.register("deploykit::MoERoute")
+def moe_route_desc(
+    router_logits: trtp.TensorDesc, top_k: int, norm_topk_prob: int
+) -> tuple[trtp.TensorDesc, trtp.TensorDesc]:
+    return _stage_descs(MOE_ROUTE, [router_logits], dict(top_k=top_k, norm_topk_prob=norm_topk_prob))
+
+
+@trtp.autotune("deploykit::MoERoute")
+def moe_route_tune(router_logits, top_k: int, norm_topk_prob: int, outputs):
+    return _combinations(MOE_ROUTE)
+
+
+@trtp.aot_impl("deploykit::MoERoute")
+def moe_route_aot(router_logits, top_k: int, norm_topk_prob: int, outputs, tactic):
+    E = _const(router_logits.shape_expr[1], "E")
+    return _launch("MoERoute", router_logits.dtype, (router_logits.shape_expr[0],), [], E=E, top_k=top_k,
+                   norm_topk_prob=norm_topk_prob)
+
+
+@trtp.register("deploykit::MoEAlign")
+def moe_align_desc(
+    router_logits: trtp.TensorDesc, topk_ids: trtp.TensorDesc, block_m: int
+) -> tuple[trtp.TensorDesc, trtp.TensorDesc]:
+    return _stage_descs(MOE_ALIGN, [router_logits, topk_ids], dict(block_m=block_m))
+
+
+@trtp.autotune("deploykit::MoEAlign")
+def moe_align_tune(router_logits, topk_ids, block_m: int, outputs):
+    return _combinations(MOE_ALIGN)
+
+
+@trtp.aot_impl("deploykit::MoEAlign")
+def moe_align_aot(router_logits, topk_ids, block_m: int, outputs, tactic):
+    E = _const(router_logits.shape_expr[1], "E")
+    pairs = topk_ids.shape_expr[0] * topk_ids.shape_expr[1]
+    nb = outputs[1].shape_expr[0]  # block_expert's length: the contract's NB
+    return _launch("MoEAlign", router_logits.dtype, (1,), [pairs, nb], E=E, block_m=block_m)
+
+
+@trtp.register("deploykit::MoEGateUp")
+def moe_gate_up_desc(
+    hidden: trtp.TensorDesc, gate_up: trtp.TensorDesc, slot_pair: trtp.TensorDesc, block_expert: trtp.TensorDesc,
+    top_k: int, block_m: int,
+) -> trtp.TensorDesc:
+    return _stage_descs(MOE_GATE_UP, [hidden, gate_up, slot_pair, block_expert],
+                        dict(top_k=top_k, block_m=block_m))[0]
+
+
+@trtp.autotune("deploykit::MoEGateUp")
+def moe_gate_up_tune(hidden, gate_up, slot_pair, block_expert, top_k: int, block_m: int, outputs):
+    return _combinations(MOE_GATE_UP)
+
+
+@trtp.aot_impl("deploykit::MoEGateUp")
+def moe_gate_up_aot(hidden, gate_up, slot_pair, block_expert, top_k: int, block_m: int, outputs, tactic):
+    E, I2 = _const(gate_up.shape_expr[0], "E"), _const(gate_up.shape_expr[1], "2I")
+    H = _const(hidden.shape_expr[1], "H")
+    BN = moe_stage_aot_spec("MoEGateUp", "float32", H, I2 // 2, E, top_k, block_m=block_m).constexprs["BN"]
+    return _launch("MoEGateUp", hidden.dtype, (block_expert.shape_expr[0], -(-(I2 // 2) // BN)),
+                   [hidden.shape_expr[0] * top_k], H, I2 // 2, E, top_k, block_m=block_m)
+
+
+@trtp.register("deploykit::MoEDown")
+def moe_down_desc(
+    inter: trtp.TensorDesc, down: trtp.TensorDesc, slot_pair: trtp.TensorDesc, block_expert: trtp.TensorDesc,
+    topk_weights: trtp.TensorDesc, block_m: int,
+) -> trtp.TensorDesc:
+    return _stage_descs(MOE_DOWN, [inter, down, slot_pair, block_expert, topk_weights], dict(block_m=block_m))[0]
+
+
+@trtp.autotune("deploykit::MoEDown")
+def moe_down_tune(inter, down, slot_pair, block_expert, topk_weights, block_m: int, outputs):
+    return _combinations(MOE_DOWN)
+
+
+@trtp.aot_impl("deploykit::MoEDown")
+def moe_down_aot(inter, down, slot_pair, block_expert, topk_weights, block_m: int, outputs, tactic):
+    E, H, I = (_const(down.shape_expr[a], n) for a, n in enumerate(("E", "H", "I")))
+    BN = moe_stage_aot_spec("MoEDown", "float32", H, I, E, 1, block_m=block_m).constexprs["BN"]
+    pairs = topk_weights.shape_expr[0] * topk_weights.shape_expr[1]
+    return _launch("MoEDown", inter.dtype, (block_expert.shape_expr[0], -(-H // BN)), [pairs], H, I, E,
+                   block_m=block_m)

@@ -1,0 +1,110 @@
+"""MoE's stage launchers (one kernel each, contract STAGE_OPS) against their naive references in deploykit.ops.moe,
+and their outputs against the contract's shape rule, under TRITON_INTERPRET=1."""
+
+import pytest
+import torch
+from deploykit.plugins import launcher
+from deploykit.plugins.aot import contract_descriptors
+
+from deploykit.ops import moe as ref
+from deploykit.ops.contract import STAGE_OPS
+
+from ._util import BF16_ULP, FP16_ULP, rel_err
+from .test_moe import make
+
+ULP = {torch.float32: 1e-6, torch.float16: FP16_ULP, torch.bfloat16: BF16_ULP}
+
+
+def _check_rule(name, inputs, attrs, outputs):
+    """Launcher outputs have the shapes and dtypes the contract's rule gives for these inputs."""
+    spec = STAGE_OPS[name]
+    act = next(t.dtype for t, s in zip(inputs, spec.inputs) if s.dtype == "T")
+    shapes = spec.infer_shapes([tuple(t.shape) for t in inputs], attrs)
+    dtypes = [getattr(torch, d) for d in spec.output_dtypes(str(act).removeprefix("torch."))]
+    assert [(tuple(o.shape), o.dtype) for o in outputs] == list(zip(shapes, dtypes)), name
+    # what the QDP registrations return (plugins/moe/qdp.py), on concrete shapes
+    descs = contract_descriptors(spec, [_Desc(t.shape) for t in inputs], act, torch.float32,
+                                 lambda shape, dtype: (tuple(shape), dtype), attrs, torch.int32)
+    assert list(descs) == list(zip(shapes, dtypes)), name
+
+
+class _Desc:
+    def __init__(self, shape):
+        self.shape_expr = tuple(shape)
+
+
+def _run(name, inputs, attrs):
+    """The op's launcher called as a plugin calls it: contract inputs, then attributes in contract order."""
+    order = [a.name for a in STAGE_OPS[name].attributes if a.name != "plugin_version"]
+    out = launcher(name)(*inputs, *(attrs[a] for a in order))
+    out = out if isinstance(out, tuple) else (out,)
+    _check_rule(name, inputs, attrs, out)
+    return out
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("N,E,k,block_m", [(1, 8, 2, 16), (9, 6, 3, 16), (40, 5, 2, 16), (30, 7, 4, 64)])
+def test_grouped_stages_match_their_references(dtype, N, E, k, block_m):
+    """Route and align exactly (ids, weights to fp32 rounding, the slot layout bit for bit); the two GEMMs on
+    the real slots within rounding of the activation dtype; several blocks per expert when N*k > E*block_m."""
+    H, I = 32, 16
+    hidden, logits, gate_up, down = make(N, H, E, I, dtype, seed=N + E)
+    a = {"top_k": k, "norm_topk_prob": 1, "block_m": block_m}
+    ids, w = _run("MoERoute", [logits], a)
+    rids, rw = ref.naive_moe_route(logits, k, 1)
+    assert torch.equal(ids, rids) and rel_err(w, rw) <= 1e-6
+    slots, blocks = _run("MoEAlign", [logits, ids], a)
+    rslots, rblocks = ref.naive_moe_align(logits, ids, block_m)
+    assert torch.equal(slots, rslots) and torch.equal(blocks, rblocks)
+    inter = _run("MoEGateUp", [hidden, gate_up, slots, blocks], a)[0]
+    rinter = ref.naive_moe_gate_up(hidden, gate_up, slots, blocks, k, block_m)
+    real = (slots < N * k) & (blocks.repeat_interleave(block_m) < E)  # padding rows are unspecified
+    assert rel_err(inter[real], rinter[real]) <= 2 * ULP[dtype]
+    pair_out = _run("MoEDown", [rinter, down, slots, blocks, w], a)[0]
+    rpair = ref.naive_moe_down(rinter, down, slots, blocks, w, block_m)
+    assert rel_err(pair_out, rpair) <= (1e-5 if dtype == torch.float32 else 2 * ULP[dtype])
+    # the stages end as the lowered graph does (ReduceSum over k, cast): the contract's MoE
+    assert rel_err(rpair.sum(1).to(dtype), ref.naive_moe(hidden, logits, gate_up, down, k, 1)) <= 4 * ULP[dtype]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+@pytest.mark.parametrize("N,E,k,norm", [(1, 8, 2, 1), (4, 10, 3, 0)])
+def test_pair_stages_match_their_references(dtype, N, E, k, norm):
+    H, I = 48, 24
+    hidden, logits, gate_up, down = make(N, H, E, I, dtype, seed=3 * N + E)
+    a = {"top_k": k, "norm_topk_prob": norm}
+    inter, ids, w = _run("MoEPairGateUp", [hidden, logits, gate_up], a)
+    rinter, rids, rw = ref.naive_moe_pair_gate_up(hidden, logits, gate_up, k, norm)
+    assert torch.equal(ids, rids) and rel_err(w, rw) <= 1e-6
+    assert rel_err(inter, rinter) <= 2 * ULP[dtype]
+    out = _run("MoEPairDown", [rinter, down, rids, rw], {})[0]
+    assert rel_err(out, ref.naive_moe_pair_down(rinter, down, rids, rw)) <= 2 * ULP[dtype]
+    assert rel_err(out, ref.naive_moe(hidden, logits, gate_up, down, k, norm)) <= 4 * ULP[dtype]
+
+
+def test_align_bound_is_tight_when_every_expert_gets_a_partial_block():
+    """The contract's NB = cdiv(P, block_m) + min(E, P) is reached: E experts hit once each (a partial
+    block each) need E blocks, and cdiv(P, block_m) more are allowed only as slack past the groups."""
+    E, block_m = 5, 16
+    ids = torch.arange(E, dtype=torch.int32).reshape(E, 1)
+    slots, blocks = ref.naive_moe_align(torch.zeros(E, E), ids, block_m)
+    assert blocks.tolist() == [0, 1, 2, 3, 4, E]  # cdiv(5, 16) + min(5, 5) = 6 blocks, the last unused
+    assert slots.numel() == 6 * block_m and (slots[5 * block_m:] == E).all()  # padding sentinel P = 5
+
+
+@pytest.mark.parametrize("name", sorted(STAGE_OPS))
+def test_stage_kernel_arguments_are_in_the_qdp_order(name):
+    """A QDP AOT plugin launches its kernel with the op's input pointers, then its int scalars, then its output
+    pointers: each stage kernel's runtime parameters (in the kernel's own order, which the PTX keeps) must be
+    exactly that, with the pointer types of the contract's dtypes."""
+    from deploykit.plugins.moe.launch import moe_stage_aot_spec
+
+    spec, op = moe_stage_aot_spec(name, "bfloat16", 64, 32, 8, 2, block_m=16), STAGE_OPS[name]
+    runtime = [a for a in spec.kernel.arg_names if a not in spec.constexprs]
+    assert list(spec.args) == runtime  # KernelSpec lists them in kernel order
+    ptr = {"T": "*bf16", "float32": "*fp32", "int32": "*i32"}
+    types = list(spec.args.values())
+    n_in, n_out = len(op.inputs), len(op.outputs)
+    assert types[:n_in] == [ptr[t.dtype] for t in op.inputs]
+    assert types[len(types) - n_out:] == [ptr[t.dtype] for t in op.outputs]
+    assert set(types[n_in:len(types) - n_out]) <= {"i32"}  # the runtime scalars between them

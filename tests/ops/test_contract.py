@@ -1,0 +1,78 @@
+"""The contract's derived output dims (MoE's stage ops): grammar, binding, and the values they give."""
+
+import pytest
+
+from deploykit.ops.contract import (
+    MOE_ALIGN,
+    MOE_DOWN,
+    MOE_PAIR_GATE_UP,
+    STAGE_OPS,
+    AttributeSpec,
+    OperatorArith,
+    OpSpec,
+    TensorSpec,
+    dim_expr_names,
+)
+
+
+def test_derived_dims_by_hand():
+    # MoEAlign: P = N*K pairs, NB = cdiv(P, block_m) + min(E, P) blocks of block_m slots
+    assert MOE_ALIGN.infer_shapes([(3, 8), (3, 2)], {"block_m": 16}) == [(112,), (7,)]  # P 6: 1 + 6 blocks
+    assert MOE_ALIGN.infer_shapes([(100, 8), (100, 2)], {"block_m": 16}) == [(336,), (21,)]  # 13 + 8
+    assert MOE_ALIGN.infer_shapes([(100, 8), (100, 2)]) == [(336,), (21,)]  # block_m's default is 16
+    # MoEPairGateUp: K = top_k, I = I2 // 2
+    assert MOE_PAIR_GATE_UP.infer_shapes([(3, 8), (3, 6), (6, 10, 8)], {"top_k": 2}) == [(3, 2, 5), (3, 2), (3, 2)]
+    assert MOE_DOWN.infer_shapes([(112, 5), (6, 8, 5), (112,), (7,), (3, 2)]) == [(3, 2, 8)]  # copies only
+
+
+def test_required_attribute_of_a_derived_dim_is_named():
+    with pytest.raises(ValueError, match="'top_k' is required"):
+        MOE_PAIR_GATE_UP.infer_shapes([(3, 8), (3, 6), (6, 10, 8)])
+
+
+def test_symbolic_arithmetic_goes_through_the_adapter():
+    """ShapeExpr-like values: operators for + - * //, the adapter's cdiv / min for non-ints."""
+    calls = []
+
+    class Sym:
+        def __init__(self, s):
+            self.s = s
+
+        def __mul__(self, o):
+            return Sym(f"({self.s}*{getattr(o, 's', o)})")
+
+        __rmul__ = __mul__
+
+        def __add__(self, o):
+            return Sym(f"({self.s}+{getattr(o, 's', o)})")
+
+    def cdiv(a, b):
+        calls.append("cdiv")
+        return Sym(f"cdiv({getattr(a, 's', a)},{getattr(b, 's', b)})")
+
+    def mn(a, b):
+        calls.append("min")
+        return Sym(f"min({getattr(a, 's', a)},{getattr(b, 's', b)})")
+
+    slots, blocks = MOE_ALIGN.infer_shapes([(Sym("N"), 8), (Sym("N"), 2)], {"block_m": 16},
+                                           OperatorArith(cdiv=cdiv, min=mn))
+    assert blocks[0].s == "(cdiv((N*2),16)+min(8,(N*2)))" and slots[0].s == f"({blocks[0].s}*16)"
+    assert calls == ["cdiv", "min"]
+
+
+@pytest.mark.parametrize("expr", ["I2 / 2", "max(N, 1)", "N ** 2", "1.5 * N", "N if N else 1"])
+def test_expressions_outside_the_grammar_are_rejected(expr):
+    with pytest.raises(ValueError, match="outside the grammar"):
+        dim_expr_names(expr)
+
+
+def test_a_derived_dim_must_read_bound_names():
+    with pytest.raises(ValueError, match=r"reads unknown names \['J'\]"):
+        OpSpec(name="X", torch_name="x", version=1, inputs=(TensorSpec(name="a", dims=("N",), dtype="T"),),
+               outputs=(TensorSpec(name="b", dims=("M",), dtype="T"),),
+               attributes=(AttributeSpec(name="k", type="int"),), derived=(("M", "N * J + k"),))
+
+
+def test_every_stage_op_is_a_stage_of_moe_and_binds_every_output_dim():
+    assert set(STAGE_OPS) == {"MoERoute", "MoEAlign", "MoEGateUp", "MoEDown", "MoEPairGateUp", "MoEPairDown"}
+    assert {op.stage_of for op in STAGE_OPS.values()} == {"MoE"}
