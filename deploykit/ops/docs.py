@@ -33,8 +33,8 @@ def render_op(spec: OpSpec) -> str:
         lines.append(f"| `{a.name}` | {a.type} | {default} | {a.doc} |")
     if not spec.stage_of:
         args = [t.name for t in spec.inputs] + [a.name for a in spec.attributes]
-        lines += ["", f"torch call: `torch.ops.{DOMAIN}.{spec.torch_name}({', '.join(args)})` (all positional, "
-                  "no defaults)."]
+        call = f"torch.ops.{DOMAIN}.{spec.torch_name}({', '.join(args)})"
+        lines += ["", f"torch call: `{call}` (all positional, no defaults)."]
     return "\n".join(lines)
 
 

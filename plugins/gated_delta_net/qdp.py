@@ -18,14 +18,15 @@ Shapes Hk, Hv, Dk, Dv and the conv width must be build-time constants (they are 
 # (TensorDesc vs attribute types), and it matches typing.Tuple/List as its own samples write them.
 from typing import List, Tuple  # noqa: UP035
 
-from deploykit.ops.contract import CAUSAL_CONV1D, GATED_DELTA_RULE
 from deploykit.plugins.aot import (
-    build_time_constant as _const,
+    build_time_constant,
     compile_ptx,
     contract_descriptors,
-    device_arch as _arch,
+    device_arch,
     import_trt_plugin,
 )
+
+from deploykit.ops.contract import CAUSAL_CONV1D, GATED_DELTA_RULE
 
 from .launch import conv_aot_spec, gdn_aot_spec
 
@@ -83,8 +84,8 @@ def gated_delta_rule_aot(
     outputs: Tuple[trtp.TensorDesc],
     tactic: int,
 ):
-    HK, K = _const(q.shape_expr[2], "Hk"), _const(q.shape_expr[3], "Dk")
-    HV, V = _const(v.shape_expr[2], "Hv"), _const(v.shape_expr[3], "Dv")
+    HK, K = build_time_constant(q.shape_expr[2], "Hk"), build_time_constant(q.shape_expr[3], "Dk")
+    HV, V = build_time_constant(v.shape_expr[2], "Hv"), build_time_constant(v.shape_expr[3], "Dv")
     spec = gdn_aot_spec(
         _DTYPE[q.dtype],
         HK,
@@ -96,7 +97,7 @@ def gated_delta_rule_aot(
         chunked=tactic != TACTIC_RECURRENT,
         solve="blocked" if tactic == TACTIC_CHUNK_BLOCKED else "rows",
     )
-    ck = compile_ptx(spec, _arch())
+    ck = compile_ptx(spec, device_arch())
     lp = trtp.KernelLaunchParams()
     lp.grid_x = -(-V // spec.constexprs["BV"])
     lp.grid_y = q.shape_expr[0] * HV  # B * Hv
@@ -125,10 +126,10 @@ def causal_conv1d_aot(
     outputs: Tuple[trtp.TensorDesc],
     tactic: int,
 ):
-    KW = _const(weight.shape_expr[1], "conv kernel width K")
+    KW = build_time_constant(weight.shape_expr[1], "conv kernel width K")
     decode = x.shape_expr[2].is_constant and x.shape_expr[2].constant_value == 1
     spec = conv_aot_spec(_DTYPE[x.dtype], KW, activation, decode)
-    ck = compile_ptx(spec, _arch())
+    ck = compile_ptx(spec, device_arch())
     B, C, T = x.shape_expr[0], x.shape_expr[1], x.shape_expr[2]
     lp = trtp.KernelLaunchParams()
     lp.grid_x = B

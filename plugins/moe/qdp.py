@@ -11,12 +11,11 @@ Model dims (E, H, I) and the attributes must be build-time constants; N is dynam
 """
 
 # No `from __future__ import annotations`: tensorrt.plugin reads these annotations as real types
-# (TensorDesc vs attribute types), and it matches typing.Tuple as its own samples write them.
+# (TensorDesc vs attribute types), and it matches typing.Tuple/List as its own samples write them.
+from typing import List, Tuple  # noqa: UP035
 
 from deploykit.plugins.aot import (
-    build_time_constant as _const,
-)
-from deploykit.plugins.aot import (
+    build_time_constant,
     compile_ptx,
     contract_descriptors,
     device_arch,
@@ -84,7 +83,7 @@ def moe_impl(
     down: trtp.Tensor,
     top_k: int,
     norm_topk_prob: int,
-    outputs: tuple[trtp.Tensor],
+    outputs: Tuple[trtp.Tensor],
     stream: int,
 ) -> None:
     import torch
@@ -104,7 +103,7 @@ def _stage_descs(spec, inputs, attrs):
                                 _SHAPE_ARITH)
 
 
-def _combinations(spec) -> list[trtp.AutoTuneCombination]:
+def _combinations(spec) -> List[trtp.AutoTuneCombination]:
     c = trtp.AutoTuneCombination()
     for types, positions in io_type_positions(spec).items():
         c.pos(positions, types)
@@ -130,7 +129,7 @@ def _launch(op, act, grid, extra_scalars, H=0, I=0, E=0, top_k=1, norm_topk_prob
 def moe_pair_gate_up_desc(
     hidden: trtp.TensorDesc, router_logits: trtp.TensorDesc, gate_up: trtp.TensorDesc, top_k: int,
     norm_topk_prob: int,
-) -> tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc]:
+) -> Tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc]:
     return _stage_descs(MOE_PAIR_GATE_UP, [hidden, router_logits, gate_up],
                         dict(top_k=top_k, norm_topk_prob=norm_topk_prob))
 
@@ -142,8 +141,8 @@ def moe_pair_gate_up_tune(hidden, router_logits, gate_up, top_k: int, norm_topk_
 
 @trtp.aot_impl("deploykit::MoEPairGateUp")
 def moe_pair_gate_up_aot(hidden, router_logits, gate_up, top_k: int, norm_topk_prob: int, outputs, tactic):
-    E, I2 = _const(gate_up.shape_expr[0], "E"), _const(gate_up.shape_expr[1], "2I")
-    H = _const(hidden.shape_expr[1], "H")
+    E, I2 = build_time_constant(gate_up.shape_expr[0], "E"), build_time_constant(gate_up.shape_expr[1], "2I")
+    H = build_time_constant(hidden.shape_expr[1], "H")
     BN = moe_stage_aot_spec("MoEPairGateUp", "float32", H, I2 // 2, E, top_k).constexprs["BN"]
     return _launch("MoEPairGateUp", hidden.dtype, (hidden.shape_expr[0] * top_k, -(-(I2 // 2) // BN)), [],
                    H, I2 // 2, E, top_k, norm_topk_prob)
@@ -163,8 +162,8 @@ def moe_pair_down_tune(inter, down, topk_ids, topk_weights, outputs):
 
 @trtp.aot_impl("deploykit::MoEPairDown")
 def moe_pair_down_aot(inter, down, topk_ids, topk_weights, outputs, tactic):
-    E, H, I = (_const(down.shape_expr[a], n) for a, n in enumerate(("E", "H", "I")))
-    K = _const(topk_ids.shape_expr[1], "K")
+    E, H, I = (build_time_constant(down.shape_expr[a], n) for a, n in enumerate(("E", "H", "I")))
+    K = build_time_constant(topk_ids.shape_expr[1], "K")
     BN = moe_stage_aot_spec("MoEPairDown", "float32", H, I, E, K).constexprs["BN"]
     return _launch("MoEPairDown", inter.dtype, (inter.shape_expr[0], -(-H // BN)), [], H, I, E, K)
 
@@ -172,7 +171,7 @@ def moe_pair_down_aot(inter, down, topk_ids, topk_weights, outputs, tactic):
 @trtp.register("deploykit::MoERoute")
 def moe_route_desc(
     router_logits: trtp.TensorDesc, top_k: int, norm_topk_prob: int
-) -> tuple[trtp.TensorDesc, trtp.TensorDesc]:
+) -> Tuple[trtp.TensorDesc, trtp.TensorDesc]:
     return _stage_descs(MOE_ROUTE, [router_logits], dict(top_k=top_k, norm_topk_prob=norm_topk_prob))
 
 
@@ -183,7 +182,7 @@ def moe_route_tune(router_logits, top_k: int, norm_topk_prob: int, outputs):
 
 @trtp.aot_impl("deploykit::MoERoute")
 def moe_route_aot(router_logits, top_k: int, norm_topk_prob: int, outputs, tactic):
-    E = _const(router_logits.shape_expr[1], "E")
+    E = build_time_constant(router_logits.shape_expr[1], "E")
     return _launch("MoERoute", router_logits.dtype, (router_logits.shape_expr[0],), [], E=E, top_k=top_k,
                    norm_topk_prob=norm_topk_prob)
 
@@ -191,7 +190,7 @@ def moe_route_aot(router_logits, top_k: int, norm_topk_prob: int, outputs, tacti
 @trtp.register("deploykit::MoEAlign")
 def moe_align_desc(
     router_logits: trtp.TensorDesc, topk_ids: trtp.TensorDesc, block_m: int
-) -> tuple[trtp.TensorDesc, trtp.TensorDesc]:
+) -> Tuple[trtp.TensorDesc, trtp.TensorDesc]:
     return _stage_descs(MOE_ALIGN, [router_logits, topk_ids], dict(block_m=block_m))
 
 
@@ -202,7 +201,7 @@ def moe_align_tune(router_logits, topk_ids, block_m: int, outputs):
 
 @trtp.aot_impl("deploykit::MoEAlign")
 def moe_align_aot(router_logits, topk_ids, block_m: int, outputs, tactic):
-    E = _const(router_logits.shape_expr[1], "E")
+    E = build_time_constant(router_logits.shape_expr[1], "E")
     pairs = topk_ids.shape_expr[0] * topk_ids.shape_expr[1]
     nb = outputs[1].shape_expr[0]  # block_expert's length: the contract's NB
     return _launch("MoEAlign", router_logits.dtype, (1,), [pairs, nb], E=E, block_m=block_m)
@@ -224,8 +223,8 @@ def moe_gate_up_tune(hidden, gate_up, slot_pair, block_expert, top_k: int, block
 
 @trtp.aot_impl("deploykit::MoEGateUp")
 def moe_gate_up_aot(hidden, gate_up, slot_pair, block_expert, top_k: int, block_m: int, outputs, tactic):
-    E, I2 = _const(gate_up.shape_expr[0], "E"), _const(gate_up.shape_expr[1], "2I")
-    H = _const(hidden.shape_expr[1], "H")
+    E, I2 = build_time_constant(gate_up.shape_expr[0], "E"), build_time_constant(gate_up.shape_expr[1], "2I")
+    H = build_time_constant(hidden.shape_expr[1], "H")
     BN = moe_stage_aot_spec("MoEGateUp", "float32", H, I2 // 2, E, top_k, block_m=block_m).constexprs["BN"]
     return _launch("MoEGateUp", hidden.dtype, (block_expert.shape_expr[0], -(-(I2 // 2) // BN)),
                    [hidden.shape_expr[0] * top_k], H, I2 // 2, E, top_k, block_m=block_m)
@@ -246,7 +245,7 @@ def moe_down_tune(inter, down, slot_pair, block_expert, topk_weights, block_m: i
 
 @trtp.aot_impl("deploykit::MoEDown")
 def moe_down_aot(inter, down, slot_pair, block_expert, topk_weights, block_m: int, outputs, tactic):
-    E, H, I = (_const(down.shape_expr[a], n) for a, n in enumerate(("E", "H", "I")))
+    E, H, I = (build_time_constant(down.shape_expr[a], n) for a, n in enumerate(("E", "H", "I")))
     BN = moe_stage_aot_spec("MoEDown", "float32", H, I, E, 1, block_m=block_m).constexprs["BN"]
     pairs = topk_weights.shape_expr[0] * topk_weights.shape_expr[1]
     return _launch("MoEDown", inter.dtype, (block_expert.shape_expr[0], -(-H // BN)), [pairs], H, I, E,

@@ -124,3 +124,29 @@ def test_exported_node_with_a_wrong_plugin_version_is_plugin_not_found(exports):
         parse_onnx(bad, "tensorrt-rtx", plugins=True)
     assert "Plugin not found, are the plugin name, version, and namespace correct?" in str(err.value)
     assert "asks for version 9" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_tiny_moe_builds_with_moe_stages_through_the_cli(exports, capsys):
+    """`deploykit build --moe-stages` on the exported tiny MoE model: every layer's MoE node becomes the grouped
+    stage sequence (profiles allow 2 x 16 tokens), the engine's I/O stays the export's, and the lowered copy
+    parsed beside model.onnx (which references model.onnx.data) is gone afterwards."""
+    from deploykit.cli import main
+
+    onnx_path = exports("moe", "float16")
+    before = sorted(p.name for p in onnx_path.parent.iterdir())
+    engine = onnx_path.parent / "stages.engine"
+    code = main(["build", str(onnx_path), "--moe-stages", "--target", "sm89", "--max-batch", "2", "--max-tokens",
+                 "16", "--max-past", "64", "--opt-level", str(FAST), "--output", str(engine)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "moe      lowered to its stage plugins: grouped (block_m=64)" in out
+    m = verify_manifest(engine)
+    n_moe, n_gdn = _expected("moe")["MoE"], _expected("moe")["GatedDeltaRule"]
+    assert sorted(p.name for p in m.plugins) == ["GatedDeltaRule", "MoEAlign", "MoEDown", "MoEGateUp", "MoERoute"]
+    assert m.plugin_layers == n_gdn + 4 * n_moe
+    plain = build_engine(onnx_path, options=BuildOptions(targets=["sm89"], profiles=PROFILES, optimization_level=FAST))
+    assert [(t.name, t.shape, t.dtype) for t in m.outputs] == [(t.name, t.shape, t.dtype) for t in plain.manifest.outputs]
+    assert [(t.name, t.shape, t.dtype) for t in m.inputs] == [(t.name, t.shape, t.dtype) for t in plain.manifest.inputs]
+    after = sorted(p.name for p in onnx_path.parent.iterdir())
+    assert set(after) - set(before) == {engine.name, engine.name + ".json", plain.engine_path.name,
+                                        plain.manifest_path.name}
