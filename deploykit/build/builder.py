@@ -208,7 +208,12 @@ def moe_lowered(onnx_path: Path, options: BuildOptions) -> Iterator[tuple[Path, 
     if how is None:
         yield onnx_path, None
         return
-    fd, tmp = tempfile.mkstemp(dir=onnx_path.parent, prefix=f".{onnx_path.stem}.moe-stages.", suffix=".onnx")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=onnx_path.parent, prefix=f".{onnx_path.stem}.moe-stages.", suffix=".onnx")
+    except OSError as exc:
+        raise DeployKitError(f"cannot write the lowered model beside {onnx_path.name} ({exc.strerror})",
+                             "--moe-stages needs the export folder writable (its weights are referenced from there)"
+                             ) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(lowered.SerializeToString())

@@ -135,3 +135,17 @@ def test_moe_stages_need_plugins(save):
     path = save(contract_model(body=True))
     with pytest.raises(DeployKitError, match="plugins are disabled"):
         build_engine(path, options=BuildOptions(plugins=False, moe_stages=True))
+
+
+def test_unwritable_export_folder_is_a_clear_error(save, monkeypatch):
+    """The lowered copy must sit beside model.onnx (its weights are referenced relative to it). The OS refusal
+    is simulated: CI runs as root, which writes into read-only folders."""
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    path = save(contract_model(body=True))
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    with pytest.raises(DeployKitError, match=r"cannot write the lowered model beside model.onnx \(Permission denied\)"):
+        build_engine(path, options=BuildOptions(moe_stages=True))
