@@ -149,3 +149,50 @@ def test_unwritable_export_folder_is_a_clear_error(save, monkeypatch):
     monkeypatch.setattr(tempfile, "mkstemp", refuse)
     with pytest.raises(DeployKitError, match=r"cannot write the lowered model beside model.onnx \(Permission denied\)"):
         build_engine(path, options=BuildOptions(moe_stages=True))
+
+
+def _stage_tensors(lowered, how):
+    """(name, elem type) of every stage-to-stage tensor of the lowered `moe0` node."""
+    i32, f32 = TensorProto.INT32, TensorProto.FLOAT
+    if how.path == "pairs":
+        return [("moe0/inter", None), ("moe0/ids", i32), ("moe0/weights", f32)]
+    return [("moe0/ids", i32), ("moe0/weights", f32), ("moe0/slots", i32), ("moe0/blocks", i32),
+            ("moe0/inter", None), ("moe0/pair_out", f32)]
+
+
+def test_stage_shapes_agree_across_tensorrt_onnx_inference_and_the_hand_derived_rule(backend, save):
+    """For random static shapes: TensorRT's view of every intermediate (the plugins' get_output_shapes through
+    IExprBuilder), ONNX shape inference with the stage schemas, and the sizes derived by hand from the stage
+    definitions (pair p = n*K + j; NB = ceil(N*K / block_m) + min(E, N*K) blocks of block_m slots)."""
+    from deploykit.build.builder import parse_onnx
+
+    rng = np.random.default_rng(5)
+    register_schemas()
+    seen = set()
+    draws = [(n, e, int(rng.integers(1, e + 1))) for n, e in zip(rng.integers(1, 41, 6), rng.integers(2, 10, 6))]
+    # and: grouped with 16-row blocks (N*K <= 2E); grouped with fewer pairs than experts (min(E, P) = P); pairs
+    draws += [(6, 9, 2), (5, 9, 1), (3, 5, 2)]
+    for case, (N, E, K) in enumerate(draws):
+        N, E, K = int(N), int(E), int(K)
+        H, I = int(rng.choice([16, 48])), int(rng.integers(1, 9))  # noqa: E741
+        model = _moe_model(H, E, I, K, TensorProto.FLOAT16)
+        for vi in model.graph.input:
+            vi.type.tensor_type.shape.dim[0].dim_value = N if vi.name in ("x", "logits") else vi.type.tensor_type.shape.dim[0].dim_value
+        model.graph.output[0].type.tensor_type.shape.dim[0].dim_value = N
+        lowered, how = lower_moe(model, max_tokens=N)
+        seen.add((how.path, how.block_m))
+        P, bm = N * K, how.block_m
+        nb = -(-P // bm) + min(E, P) if bm else 0
+        by_hand = {"moe0/ids": [N, K], "moe0/weights": [N, K], "moe0/inter": [N, K, I] if bm == 0 else [nb * bm, I],
+                   "moe0/slots": [nb * bm], "moe0/blocks": [nb], "moe0/pair_out": [N, K, H], "y": [N, H]}
+        for name, elem in _stage_tensors(lowered, how):
+            lowered.graph.output.append(oh.make_tensor_value_info(name, elem or TensorProto.FLOAT16, None))
+        parsed = parse_onnx(save(lowered, f"case{case}.onnx"), backend, plugins=True)
+        from_trt = {t.name: t.shape for t in parsed.report.outputs}
+        inferred = onnx.shape_inference.infer_shapes(lowered, strict_mode=True)
+        from_onnx = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim]
+                     for vi in (*inferred.graph.value_info, *inferred.graph.output)}
+        assert set(from_trt) == {"y", *(n for n, _ in _stage_tensors(lowered, how))}
+        for name in from_trt:
+            assert from_trt[name] == by_hand[name] == from_onnx[name], (case, name, N, E, K, how)
+    assert seen == {("pairs", 0), ("grouped", 16), ("grouped", 64)}  # the draws cover every sequence
