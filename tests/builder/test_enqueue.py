@@ -64,3 +64,47 @@ def test_moe_enqueue_matches_naive(backend, save):
     out = torch.full_like(hidden, float("nan"))
     run_launcher(MOE, plugin.attrs, [hidden, logits, gate_up, down], [out])
     torch.testing.assert_close(out, naive_moe(hidden, logits, gate_up, down, 2, 1), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("max_tokens", [1, 16])
+def test_moe_stage_plugins_enqueue_in_graph_order_matches_naive(backend, save, max_tokens):
+    """The lowered MoE as TensorRT parsed it: each stage plugin's attributes decoded from TensorRT's fields, its
+    launcher run through run_launcher into buffers of the shapes the contract gives, in the graph's order, then
+    the graph's ReduceSum + cast. The result is the MoE reference."""
+    from contract_graphs import contract_model
+    from deploykit.plugins.tensorrt_v3 import run_launcher
+
+    from deploykit.build.builder import parse_onnx
+    from deploykit.build.lower import lower_moe
+    from deploykit.ops.contract import STAGE_OPS
+    from deploykit.ops.moe import naive_moe
+
+    lowered, how = lower_moe(contract_model(body=False), max_tokens)
+    parsed = parse_onnx(save(lowered), backend, plugins=True)
+    plugins = {}
+    for i in range(parsed.network.num_layers):
+        layer = parsed.network.get_layer(i)
+        if layer.type.name == "PLUGIN_V3":
+            layer.__class__ = backend.trt.IPluginV3Layer
+            core = layer.plugin.get_capability_interface(backend.trt.PluginCapabilityType.CORE)
+            plugins[core.plugin_name] = core
+    gen = torch.Generator().manual_seed(2)
+    N, H, E, I = 3, 16, 4, 6  # contract_model's sizes, top_k 2
+    inputs = {"moe_hidden": torch.randn(N, H, generator=gen), "moe_router_logits": torch.randn(N, E, generator=gen),
+              "moe_gate_up": torch.randn(E, 2 * I, H, generator=gen) / 4, "moe_down": torch.randn(E, H, I, generator=gen) / 4}
+    values = {k: v.to(torch.float16) for k, v in inputs.items()}  # contract_model's default dtype
+    dtypes = {"T": torch.float16, "float32": torch.float32, "int32": torch.int32}
+    for node in lowered.graph.node:
+        if node.domain != "deploykit" or node.op_type not in STAGE_OPS:
+            continue
+        spec, plugin = STAGE_OPS[node.op_type], plugins[node.op_type]
+        ins = [values[n] for n in node.input]
+        shapes = spec.infer_shapes([tuple(t.shape) for t in ins], plugin.attrs)
+        outs = [torch.empty(s, dtype=dtypes[o.dtype]) for s, o in zip(shapes, spec.outputs)]  # TensorRT's buffers
+        run_launcher(spec, plugin.attrs, ins, outs)
+        values.update(zip(node.output, outs))
+    out = values["moe_output"] if how.path == "pairs" else values["moe_node/pair_out"].sum(1).to(torch.float16)
+    want = naive_moe(*(values[k] for k in inputs), 2, 1)
+    torch.testing.assert_close(out, want, atol=4 * 2**-10 * want.abs().max().item(), rtol=0)
+    assert sorted(plugins) == (["GatedDeltaRule", "MoEPairDown", "MoEPairGateUp"] if how.path == "pairs" else
+                               ["GatedDeltaRule", "MoEAlign", "MoEDown", "MoEGateUp", "MoERoute"])
