@@ -28,7 +28,7 @@ NAMESPACE = DOMAIN  # the exporter writes plugin_namespace="deploykit" on every 
 NOT_FIELDS = ("plugin_version",)  # read by the ONNX parser itself, not a plugin field
 
 ACTIVATION_TRT_TYPES = ("FLOAT", "HALF", "BF16")  # contract ACTIVATION_DTYPES in TensorRT's DataType names
-_TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16"}
+_TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32"}  # every contract dtype
 _FIXED_TRT_TYPES = {"float32": "FLOAT", "int32": "INT32"}  # contract dtypes that do not follow 'T'
 _DIM_OPS = {"add": "SUM", "sub": "SUB", "mul": "PROD", "floordiv": "FLOOR_DIV", "cdiv": "CEIL_DIV", "min": "MIN"}
 
@@ -247,7 +247,7 @@ def _enqueue(spec: OpSpec, attrs: dict, input_desc, output_desc, inputs, outputs
     import torch
 
     def view(desc, ptr):
-        dtype = getattr(torch, _TRT_TO_TORCH.get(desc.type.name, "int32"))
+        dtype = getattr(torch, _TRT_TO_TORCH[desc.type.name])
         typestr = {torch.float32: "<f4", torch.float16: "<f2", torch.bfloat16: "<i2", torch.int32: "<i4"}[dtype]
         t = torch.as_tensor(_DevicePointer(ptr, tuple(desc.dims), typestr), device="cuda")
         return t.view(dtype) if dtype == torch.bfloat16 else t
