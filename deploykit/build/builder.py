@@ -1,6 +1,7 @@
 """Exported ONNX -> TensorRT engine + manifest, written against the API both TensorRT flavours share.
 
-Flow: register deploykit's plugins (or not: then every deploykit node is built from its model-local
+Flow: optionally lower each MoE node to its single-kernel stage ops (`moe_stages`, deploykit/build/lower.py)
+-> register deploykit's plugins (or not: then every deploykit node is built from its model-local
 function body) -> parse with TensorRT's own ONNX parser -> check that every deploykit node became what
 was asked for -> one optimization profile per ProfileSpec -> build for the target compute capabilities
 -> write engine and manifest atomically (temp file + rename, nothing partial on failure).
