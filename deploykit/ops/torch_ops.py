@@ -30,10 +30,12 @@ registry.register("moe", "naive", naive_moe, priority=0)
 registry.register("moe", "grouped", grouped_moe, priority=10)
 
 
-def _fake_outputs(spec: OpSpec, tensors: tuple[Tensor, ...]) -> list[Tensor]:
-    """Outputs shaped by the contract's shape rule; 'T' dtype = the first 'T'-typed input's dtype."""
+def empty_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None = None) -> list[Tensor]:
+    """Uninitialised outputs shaped by the contract's shape rule (derived dims read `attrs`), on the first
+    input's device; 'T' dtype = the first 'T'-typed input's dtype. The fake implementations return them; the
+    stage launchers (plugins/moe/launch.py) fill them."""
     act = next(t.dtype for t, s in zip(tensors, spec.inputs) if s.dtype == "T")
-    shapes = spec.infer_shapes([tuple(t.shape) for t in tensors])
+    shapes = spec.infer_shapes([tuple(t.shape) for t in tensors], attrs)
     dtypes = spec.output_dtypes(str(act).removeprefix("torch."))
     return [tensors[0].new_empty(shape, dtype=getattr(torch, dt)) for shape, dt in zip(shapes, dtypes)]
 
@@ -56,7 +58,7 @@ def gated_delta_rule(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, i
 
 @gated_delta_rule.register_fake
 def _(q, k, v, g, beta, initial_state, scale, use_qk_l2norm, plugin_version):
-    return tuple(_fake_outputs(GATED_DELTA_RULE, (q, k, v, g, beta, initial_state)))
+    return tuple(empty_outputs(GATED_DELTA_RULE, (q, k, v, g, beta, initial_state)))
 
 
 @torch.library.custom_op("deploykit::causal_conv1d", mutates_args=())
@@ -70,7 +72,7 @@ def causal_conv1d(x: Tensor, conv_state: Tensor, weight: Tensor,
 
 @causal_conv1d.register_fake
 def _(x, conv_state, weight, activation, plugin_version):
-    return tuple(_fake_outputs(CAUSAL_CONV1D, (x, conv_state, weight)))
+    return tuple(empty_outputs(CAUSAL_CONV1D, (x, conv_state, weight)))
 
 
 @torch.library.custom_op("deploykit::moe", mutates_args=())
@@ -83,4 +85,4 @@ def moe(hidden: Tensor, router_logits: Tensor, gate_up: Tensor, down: Tensor,
 
 @moe.register_fake
 def _(hidden, router_logits, gate_up, down, top_k, norm_topk_prob, plugin_version):
-    return _fake_outputs(MOE, (hidden, router_logits, gate_up, down))[0]
+    return empty_outputs(MOE, (hidden, router_logits, gate_up, down))[0]

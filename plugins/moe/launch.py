@@ -12,6 +12,16 @@ import os
 import torch
 import triton
 
+from deploykit.ops.contract import (
+    MOE_ALIGN,
+    MOE_DOWN,
+    MOE_GATE_UP,
+    MOE_PAIR_DOWN,
+    MOE_PAIR_GATE_UP,
+    MOE_ROUTE,
+)
+from deploykit.ops.torch_ops import empty_outputs
+
 from .kernels import (
     moe_align_kernel,
     moe_combine_kernel,
@@ -80,8 +90,7 @@ def _dot_mode(dtype: torch.dtype) -> tuple[str, bool]:
 def moe_route_fwd(router_logits: torch.Tensor, top_k: int, norm_topk_prob: int = 1):
     """MoERoute: (topk_ids [N,K] int32, topk_weights [N,K] fp32), like deploykit.ops.moe.naive_moe_route."""
     N, E = router_logits.shape
-    ids = torch.empty(N, top_k, dtype=torch.int32, device=router_logits.device)
-    w = torch.empty(N, top_k, dtype=torch.float32, device=router_logits.device)
+    ids, w = empty_outputs(MOE_ROUTE, (router_logits,), {"top_k": top_k})
     if N:
         moe_route_kernel[(N,)](
             router_logits.contiguous(),
@@ -96,9 +105,9 @@ def moe_align_fwd(router_logits: torch.Tensor, topk_ids: torch.Tensor, block_m: 
     """MoEAlign: (slot_pair [NB*block_m] int32, block_expert [NB] int32), pairs grouped by expert (stable),
     groups padded to block_m. router_logits gives E only."""
     E, P = router_logits.shape[1], topk_ids.numel()
-    nb_max = triton.cdiv(P, block_m) + min(E, P)  # = MOE_ALIGN's derived NB
-    slot_pair = torch.empty(nb_max * block_m, dtype=torch.int32, device=topk_ids.device)  # all slots written
-    block_expert = torch.empty(nb_max, dtype=torch.int32, device=topk_ids.device)
+    # the kernel writes every slot; NB is the contract's bound cdiv(P, block_m) + min(E, P)
+    slot_pair, block_expert = empty_outputs(MOE_ALIGN, (router_logits, topk_ids), {"block_m": block_m})
+    nb_max = block_expert.numel()
     moe_align_kernel[(1,)](
         router_logits,
         topk_ids.reshape(-1),
@@ -121,7 +130,7 @@ def moe_gate_up_fwd(hidden, gate_up, slot_pair, block_expert, top_k: int, block_
     I, nb = I2 // 2, block_expert.numel()
     t = tiles or grouped_tiles(block_m)
     dot, upcast = _dot_mode(hidden.dtype)
-    inter = torch.empty(slot_pair.numel(), I, dtype=hidden.dtype, device=hidden.device)
+    (inter,) = empty_outputs(MOE_GATE_UP, (hidden, gate_up, slot_pair, block_expert), {"top_k": top_k})
     moe_gate_up_kernel[(nb, triton.cdiv(I, t["BN_GU"]))](
         hidden.contiguous(),
         gate_up.contiguous(),
@@ -148,7 +157,7 @@ def moe_down_fwd(inter, down, slot_pair, block_expert, topk_weights, block_m: in
     (E, H, I), (N, K) = down.shape, topk_weights.shape
     t = tiles or grouped_tiles(block_m)
     dot, upcast = _dot_mode(inter.dtype)
-    y = torch.empty(N, K, H, dtype=torch.float32, device=inter.device)
+    (y,) = empty_outputs(MOE_DOWN, (inter, down, slot_pair, block_expert, topk_weights))
     moe_down_kernel[(block_expert.numel(), triton.cdiv(H, t["BN_DOWN"]))](
         inter.contiguous(),
         down.contiguous(),
@@ -175,9 +184,7 @@ def moe_pair_gate_up_fwd(hidden, router_logits, gate_up, top_k: int, norm_topk_p
     (N, H), (E, I2, _) = hidden.shape, gate_up.shape
     I = I2 // 2
     t = tiles or pair_tiles(H, I)
-    ids = torch.empty(N, top_k, dtype=torch.int32, device=hidden.device)
-    w = torch.empty(N, top_k, dtype=torch.float32, device=hidden.device)
-    inter = torch.empty(N, top_k, I, dtype=hidden.dtype, device=hidden.device)
+    inter, ids, w = empty_outputs(MOE_PAIR_GATE_UP, (hidden, router_logits, gate_up), {"top_k": top_k})
     if N:
         moe_pair_gate_up_kernel[(N * top_k, triton.cdiv(I, t["BN_GU"]))](
             hidden.contiguous(),
@@ -200,7 +207,7 @@ def moe_pair_down_fwd(inter, down, topk_ids, topk_weights, *, tiles=None):
     """MoEPairDown: output [N,H] in inter's dtype."""
     (N, K, I), H = inter.shape, down.shape[1]
     t = tiles or pair_tiles(H, I)
-    out = torch.empty(N, H, dtype=inter.dtype, device=inter.device)
+    (out,) = empty_outputs(MOE_PAIR_DOWN, (inter, down, topk_ids, topk_weights))
     if N:
         moe_token_down_kernel[(N, triton.cdiv(H, t["BN_DOWN"]))](
             inter.contiguous(), down.contiguous(), topk_ids.contiguous(), topk_weights.contiguous(), out,
