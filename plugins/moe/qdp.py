@@ -110,13 +110,13 @@ def _combinations(spec) -> List[trtp.AutoTuneCombination]:
     return [c]
 
 
-def _launch(op, act, grid, extra_scalars, H=0, I=0, E=0, top_k=1, norm_topk_prob=1, block_m=16):
-    spec = moe_stage_aot_spec(op, _DTYPE[act], H, I, E, top_k, norm_topk_prob, block_m)
+def _launch(spec, grid_x, tiled_extent: int | None = None, extra_scalars=()):
+    """aot_impl's return for one stage kernel: grid (grid_x, cdiv(tiled_extent, BN)), the op's int scalars."""
     ck = compile_ptx(spec, device_arch())
     lp = trtp.KernelLaunchParams()
-    lp.grid_x = grid[0]
-    if len(grid) > 1:
-        lp.grid_y = grid[1]
+    lp.grid_x = grid_x
+    if tiled_extent is not None:
+        lp.grid_y = -(-tiled_extent // spec.constexprs["BN"])
     lp.block_x = ck.block_x
     lp.shared_mem = ck.shared
     extra = trtp.SymIntExprs(len(extra_scalars))
@@ -143,9 +143,8 @@ def moe_pair_gate_up_tune(hidden, router_logits, gate_up, top_k: int, norm_topk_
 def moe_pair_gate_up_aot(hidden, router_logits, gate_up, top_k: int, norm_topk_prob: int, outputs, tactic):
     E, I2 = build_time_constant(gate_up.shape_expr[0], "E"), build_time_constant(gate_up.shape_expr[1], "2I")
     H = build_time_constant(hidden.shape_expr[1], "H")
-    BN = moe_stage_aot_spec("MoEPairGateUp", "float32", H, I2 // 2, E, top_k).constexprs["BN"]
-    return _launch("MoEPairGateUp", hidden.dtype, (hidden.shape_expr[0] * top_k, -(-(I2 // 2) // BN)), [],
-                   H, I2 // 2, E, top_k, norm_topk_prob)
+    spec = moe_stage_aot_spec("MoEPairGateUp", _DTYPE[hidden.dtype], H, I2 // 2, E, top_k, norm_topk_prob)
+    return _launch(spec, hidden.shape_expr[0] * top_k, I2 // 2)
 
 
 @trtp.register("deploykit::MoEPairDown")
@@ -164,8 +163,7 @@ def moe_pair_down_tune(inter, down, topk_ids, topk_weights, outputs):
 def moe_pair_down_aot(inter, down, topk_ids, topk_weights, outputs, tactic):
     E, H, I = (build_time_constant(down.shape_expr[a], n) for a, n in enumerate(("E", "H", "I")))
     K = build_time_constant(topk_ids.shape_expr[1], "K")
-    BN = moe_stage_aot_spec("MoEPairDown", "float32", H, I, E, K).constexprs["BN"]
-    return _launch("MoEPairDown", inter.dtype, (inter.shape_expr[0], -(-H // BN)), [], H, I, E, K)
+    return _launch(moe_stage_aot_spec("MoEPairDown", _DTYPE[inter.dtype], H, I, E, K), inter.shape_expr[0], H)
 
 
 @trtp.register("deploykit::MoERoute")
@@ -183,8 +181,8 @@ def moe_route_tune(router_logits, top_k: int, norm_topk_prob: int, outputs):
 @trtp.aot_impl("deploykit::MoERoute")
 def moe_route_aot(router_logits, top_k: int, norm_topk_prob: int, outputs, tactic):
     E = build_time_constant(router_logits.shape_expr[1], "E")
-    return _launch("MoERoute", router_logits.dtype, (router_logits.shape_expr[0],), [], E=E, top_k=top_k,
-                   norm_topk_prob=norm_topk_prob)
+    spec = moe_stage_aot_spec("MoERoute", _DTYPE[router_logits.dtype], 0, 0, E, top_k, norm_topk_prob)
+    return _launch(spec, router_logits.shape_expr[0])
 
 
 @trtp.register("deploykit::MoEAlign")
@@ -204,7 +202,8 @@ def moe_align_aot(router_logits, topk_ids, block_m: int, outputs, tactic):
     E = build_time_constant(router_logits.shape_expr[1], "E")
     pairs = topk_ids.shape_expr[0] * topk_ids.shape_expr[1]
     nb = outputs[1].shape_expr[0]  # block_expert's length: the contract's NB
-    return _launch("MoEAlign", router_logits.dtype, (1,), [pairs, nb], E=E, block_m=block_m)
+    spec = moe_stage_aot_spec("MoEAlign", _DTYPE[router_logits.dtype], 0, 0, E, 1, block_m=block_m)
+    return _launch(spec, 1, None, [pairs, nb])
 
 
 @trtp.register("deploykit::MoEGateUp")
@@ -225,9 +224,8 @@ def moe_gate_up_tune(hidden, gate_up, slot_pair, block_expert, top_k: int, block
 def moe_gate_up_aot(hidden, gate_up, slot_pair, block_expert, top_k: int, block_m: int, outputs, tactic):
     E, I2 = build_time_constant(gate_up.shape_expr[0], "E"), build_time_constant(gate_up.shape_expr[1], "2I")
     H = build_time_constant(hidden.shape_expr[1], "H")
-    BN = moe_stage_aot_spec("MoEGateUp", "float32", H, I2 // 2, E, top_k, block_m=block_m).constexprs["BN"]
-    return _launch("MoEGateUp", hidden.dtype, (block_expert.shape_expr[0], -(-(I2 // 2) // BN)),
-                   [hidden.shape_expr[0] * top_k], H, I2 // 2, E, top_k, block_m=block_m)
+    spec = moe_stage_aot_spec("MoEGateUp", _DTYPE[hidden.dtype], H, I2 // 2, E, top_k, block_m=block_m)
+    return _launch(spec, block_expert.shape_expr[0], I2 // 2, [hidden.shape_expr[0] * top_k])
 
 
 @trtp.register("deploykit::MoEDown")
@@ -246,7 +244,6 @@ def moe_down_tune(inter, down, slot_pair, block_expert, topk_weights, block_m: i
 @trtp.aot_impl("deploykit::MoEDown")
 def moe_down_aot(inter, down, slot_pair, block_expert, topk_weights, block_m: int, outputs, tactic):
     E, H, I = (build_time_constant(down.shape_expr[a], n) for a, n in enumerate(("E", "H", "I")))
-    BN = moe_stage_aot_spec("MoEDown", "float32", H, I, E, 1, block_m=block_m).constexprs["BN"]
     pairs = topk_weights.shape_expr[0] * topk_weights.shape_expr[1]
-    return _launch("MoEDown", inter.dtype, (block_expert.shape_expr[0], -(-H // BN)), [pairs], H, I, E,
-                   block_m=block_m)
+    spec = moe_stage_aot_spec("MoEDown", _DTYPE[inter.dtype], H, I, E, 1, block_m=block_m)
+    return _launch(spec, block_expert.shape_expr[0], H, [pairs])
