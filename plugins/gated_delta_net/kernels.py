@@ -116,6 +116,30 @@ def _unit_lower_inverse_blocked(a, BT: tl.constexpr, BS: tl.constexpr, DOT: tl.c
 
 
 @triton.jit
+def _chunk_output(b_q, b_gc, b_h, b_qk, b_vn, DOT: tl.constexpr):
+    """A chunk's output O = (Q o exp(gc)) S + (Q K^T o decay) D, from the state S at the chunk's start."""
+    b_o = tl.dot(b_q * tl.exp(b_gc)[:, None], b_h, input_precision=DOT)
+    return b_o + tl.dot(b_qk, b_vn, input_precision=DOT)
+
+
+@triton.jit
+def _advance_state(b_h, b_k, b_gc, b_vn, BT: tl.constexpr, DOT: tl.constexpr):
+    """S <- exp(gc_last) S + (K o exp(gc_last - gc))^T D. Padded rows keep gc constant, so gc_last is the last
+    real token's."""
+    b_last = tl.sum(tl.where(tl.arange(0, BT) == BT - 1, b_gc, 0.0), axis=0)
+    b_kd = b_k * tl.exp(b_last - b_gc)[:, None]  # decay from each row to the chunk end
+    return b_h * tl.exp(b_last) + tl.dot(tl.trans(b_kd), b_vn, input_precision=DOT)
+
+
+@triton.jit
+def _scratch_deltas(w, u, r, o_k, o_v, m_v, b_h, BK: tl.constexpr, BV: tl.constexpr, DOT: tl.constexpr):
+    """Deltas D = U - W S of one chunk from step 1's scratch rows r (padded rows: w = u = 0, so 0)."""
+    b_w = tl.load(w + r[:, None] * BK + o_k[None, :])
+    b_u = tl.load(u + r[:, None] * BV + o_v[None, :], mask=m_v[None, :], other=0.0)
+    return b_u - tl.dot(b_w, b_h, input_precision=DOT)
+
+
+@triton.jit
 def gdn_chunk_kernel(
     q,
     k,
@@ -159,7 +183,6 @@ def gdn_chunk_kernel(
         b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
         b_k = _l2norm_rows(b_k, USE_L2NORM)
         b_gc = tl.cumsum(b_g, axis=0)  # log decay from the chunk start, inclusive
-        b_last = tl.sum(tl.where(o_t == BT - 1, b_gc, 0.0), axis=0)  # padded rows keep gc constant
         b_dec = tl.where(m_causal, tl.exp(b_gc[:, None] - b_gc[None, :]), 0.0)  # exp(gc_i - gc_j), j <= i
         b_kb = b_k * b_beta[:, None]
         b_a = tl.where(
@@ -173,11 +196,9 @@ def gdn_chunk_kernel(
         b_u = tl.dot(b_ai, b_v * b_beta[:, None], input_precision=DOT)  # [BT,BV]
         b_vn = b_u - tl.dot(b_w, b_h, input_precision=DOT)  # deltas: the part of v the state does not predict
         b_qk = tl.dot(b_q, tl.trans(b_k), input_precision=DOT) * b_dec
-        b_o = tl.dot(b_q * tl.exp(b_gc)[:, None], b_h, input_precision=DOT)
-        b_o = b_o + tl.dot(b_qk, b_vn, input_precision=DOT)
+        b_o = _chunk_output(b_q, b_gc, b_h, b_qk, b_vn, DOT)
         tl.store(o + (i_t[:, None] * HV + i_hv) * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)
-        b_kd = b_k * tl.exp(b_last - b_gc)[:, None]  # decay from each row to the chunk end
-        b_h = b_h * tl.exp(b_last) + tl.dot(tl.trans(b_kd), b_vn, input_precision=DOT)
+        b_h = _advance_state(b_h, b_k, b_gc, b_vn, BT, DOT)
     tl.store(ht + p_h, b_h, mask=m_k[:, None] & m_v[None, :])
 
 
@@ -284,21 +305,15 @@ def gdn_chunk_scan_kernel(
         b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
         b_k = _l2norm_rows(b_k, USE_L2NORM)
         b_gc = tl.load(gcs + r)
-        b_last = tl.sum(tl.where(o_t == BT - 1, b_gc, 0.0), axis=0)
-        b_w = tl.load(w + r[:, None] * BK + o_k[None, :])
-        b_u = tl.load(u + r[:, None] * BV + o_v[None, :], mask=m_v[None, :], other=0.0)
         b_qk = tl.load(aqk + r[:, None] * BT + o_t[None, :])
-        b_vn = b_u - tl.dot(b_w, b_h, input_precision=DOT)
-        b_o = tl.dot(b_q * tl.exp(b_gc)[:, None], b_h, input_precision=DOT) + tl.dot(
-            b_qk, b_vn, input_precision=DOT
-        )
+        b_vn = _scratch_deltas(w, u, r, o_k, o_v, m_v, b_h, BK, BV, DOT)
+        b_o = _chunk_output(b_q, b_gc, b_h, b_qk, b_vn, DOT)
         tl.store(
             o + (i_t[:, None] * HV + i_hv) * V + o_v[None, :],
             b_o.to(o.dtype.element_ty),
             mask=m_t[:, None] & m_v[None, :],
         )
-        b_kd = b_k * tl.exp(b_last - b_gc)[:, None]
-        b_h = b_h * tl.exp(b_last) + tl.dot(tl.trans(b_kd), b_vn, input_precision=DOT)
+        b_h = _advance_state(b_h, b_k, b_gc, b_vn, BT, DOT)
     tl.store(ht + p_h, b_h, mask=m_k[:, None] & m_v[None, :])
 
 
@@ -348,13 +363,9 @@ def gdn_chunk_states_kernel(
         ).to(tl.float32)
         b_k = _l2norm_rows(b_k, USE_L2NORM)
         b_gc = tl.load(gcs + r)
-        b_last = tl.sum(tl.where(o_t == BT - 1, b_gc, 0.0), axis=0)
-        b_w = tl.load(w + r[:, None] * BK + o_k[None, :])
-        b_u = tl.load(u + r[:, None] * BV + o_v[None, :], mask=m_v[None, :], other=0.0)
-        b_vn = b_u - tl.dot(b_w, b_h, input_precision=DOT)  # padded rows: w = u = 0, so 0
+        b_vn = _scratch_deltas(w, u, r, o_k, o_v, m_v, b_h, BK, BV, DOT)
         tl.store(vn + r[:, None] * BV + o_v[None, :], b_vn, mask=m_v[None, :])
-        b_kd = b_k * tl.exp(b_last - b_gc)[:, None]
-        b_h = b_h * tl.exp(b_last) + tl.dot(tl.trans(b_kd), b_vn, input_precision=DOT)
+        b_h = _advance_state(b_h, b_k, b_gc, b_vn, BT, DOT)
     tl.store(ht + p_h, b_h, mask=m_k[:, None] & m_v[None, :])
 
 
@@ -399,9 +410,7 @@ def gdn_chunk_out_kernel(
     b_h = tl.load(hs + (c * BK + o_k[:, None]) * BV + o_v[None, :], mask=m_v[None, :], other=0.0)
     b_vn = tl.load(vn + r[:, None] * BV + o_v[None, :], mask=m_v[None, :], other=0.0)
     b_qk = tl.load(aqk + r[:, None] * BT + o_t[None, :])
-    b_o = tl.dot(b_q * tl.exp(b_gc)[:, None], b_h, input_precision=DOT) + tl.dot(
-        b_qk, b_vn, input_precision=DOT
-    )
+    b_o = _chunk_output(b_q, b_gc, b_h, b_qk, b_vn, DOT)
     tl.store(
         o + (i_t[:, None] * HV + i_hv) * V + o_v[None, :],
         b_o.to(o.dtype.element_ty),
