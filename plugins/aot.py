@@ -91,26 +91,75 @@ def import_trt_plugin():
             "pip install 'deploykit[tensorrt]' on a machine with NVIDIA's package index "
             "(TensorRT-for-RTX uses plugins/tensorrt_v3.py instead)",
         ) from exc
+    import numpy
+
+    check_plugin_numpy(trt.__version__, numpy.__version__)
     return trt, trtp
+
+
+def check_plugin_numpy(trt_version: str, numpy_version: str) -> None:
+    """tensorrt.plugin before 11.2 turns each int/float plugin field into a Python number with `int(array)`
+    (`_lib.py` create_plugin; 11.2 reads `array[0]`). NumPy 2.4 made that a TypeError (a DeprecationWarning
+    since 1.25), so no plugin with such attributes can be created: refuse up front, with the fix."""
+    def major_minor(version: str) -> tuple[int, int]:
+        major, minor = version.split(".")[:2]
+        return int(major), int("".join(c for c in minor if c.isdigit()) or 0)
+
+    if major_minor(trt_version) < (11, 2) and major_minor(numpy_version) >= (2, 4):
+        raise DeployKitError(
+            f"TensorRT {trt_version}'s tensorrt.plugin cannot read plugin attributes with NumPy {numpy_version}",
+            "pip install 'numpy<2.4', or TensorRT >= 11.2",
+        )
 
 
 def contract_descriptors(spec, inputs: list, act_dtype, fp32_dtype, from_shape_expr: Callable,
                          attrs: dict | None = None, int32_dtype=None, arith=INT_ARITH) -> tuple:
     """Output descriptors of a contract op from its input descriptors, by the contract's single shape rule
     (`OpSpec.infer_shapes`; derived dims with `arith`, e.g. tensorrt.plugin's cdiv/min). dtype 'T' = the
-    activation dtype."""
-    shapes = spec.infer_shapes(
-        [tuple(d.shape_expr[a] for a in range(len(s.dims))) for d, s in zip(inputs, spec.inputs)], attrs, arith
-    )
+    activation dtype.
+
+    tensorrt.plugin first calls the register function for dtypes only, with fake dims (`is_fake`); there the
+    output dims are fake dims too and nothing is computed: tensorrt.plugin 10.x keeps the IExprBuilder of the
+    previous shape call in that pass, and a constant built on it crashes the process (seen with 10.10 and 10.13
+    in tests/builder/test_qdp.py)."""
+    dims = [tuple(d.shape_expr[a] for a in range(len(s.dims))) for d, s in zip(inputs, spec.inputs)]
+    fake = dims[0][0]
+    if getattr(fake, "is_fake", False):
+        shapes = [(fake,) * len(o.dims) for o in spec.outputs]
+    else:
+        shapes = spec.infer_shapes(dims, attrs, arith)
     by_name = {"T": act_dtype, "float32": fp32_dtype, "int32": int32_dtype}
     return tuple(from_shape_expr(tuple(shape), by_name[o.dtype]) for shape, o in zip(shapes, spec.outputs))
 
 
 def build_time_constant(expr, what: str) -> int:
-    """The value of a tensorrt.plugin ShapeExpr that must be fixed when the engine is built (a model dim)."""
-    if not expr.is_constant:
+    """The value of a tensorrt.plugin ShapeExpr that must be fixed when the engine is built (a model dim).
+    `is_constant` is a property but `constant_value()` a method (tensorrt.plugin `_tensor.py`, 10.6 to 11.4)."""
+    if not is_build_time_constant(expr):
         raise ValueError(f"{what} must be a build-time constant (it is a model dimension)")
-    return expr.constant_value
+    return int(expr.constant_value())
+
+
+def is_build_time_constant(expr, value: int | None = None) -> bool:
+    """Whether a tensorrt.plugin ShapeExpr is a build-time constant (equal to `value`, if given)."""
+    if expr.is_fake or not expr.is_constant:
+        return False
+    return value is None or expr.constant_value() == value
+
+
+def string_attribute(value: str) -> str:
+    """A string attribute as the node wrote it. TensorRT's ONNX parser passes strings as CHAR fields with a
+    trailing NUL, and tensorrt.plugin decodes the whole buffer (`create_plugin`), so "silu" arrives as "silu\\0"
+    (seen with TensorRT for RTX 1.7's parser and tensorrt.plugin 11.4, tests/builder/test_qdp.py)."""
+    return value.split("\0", 1)[0]
+
+
+def aot_impl_return_type(trtp):
+    """The return annotation tensorrt.plugin (>= 10.9, `_validate_aot_impl`) requires of every `aot_impl`:
+    kernel name, PTX, launch parameters, extra scalar arguments."""
+    from typing import Tuple  # noqa: UP035  as the qdp modules annotate (tensorrt.plugin reads get_origin/get_args)
+
+    return Tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]  # noqa: UP006
 
 
 def device_arch() -> int:

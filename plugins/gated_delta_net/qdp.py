@@ -1,10 +1,10 @@
 """Datacenter TensorRT (>= 10.10) QDP registrations of GatedDeltaRule and CausalConv1d (`tensorrt.plugin`).
 
-NOT EXECUTED in this repository's CI or development machine: datacenter `tensorrt` is not installable there
-(its libs wheel is a stub that downloads from NVIDIA's index, shared/reference/export-design.md §4.4) and the
-GPU machine has no TensorRT either. What *is* verified here: the descriptors apply the contract's shape rule
-(`aot.contract_descriptors`, tested) and every KernelSpec used below compiles to PTX for sm_80/87/90
-(tests/kernels/test_aot.py). Importing this module registers the plugins; it raises DeployKitError where
+Datacenter `tensorrt` is not installable on the development machine (its libs wheel is a stub that downloads
+from NVIDIA's index, shared/reference/export-design.md §4.4), but its `tensorrt.plugin` package is pure Python:
+tests/builder/test_qdp.py runs this module through it (10.10 to 11.4) inside a TensorRT-for-RTX parse and build
+on the CPU, registration, descriptors, autotune and `aot_impl` (PTX, grid, scalars) included. Only the C++
+launch of the PTX needs a GPU. Importing this module registers the plugins; it raises DeployKitError where
 tensorrt is missing (the one guard is aot.import_trt_plugin).
 
 Names and versions are the ONNX node's: op type = plugin name, domain `deploykit` = namespace, version "1".
@@ -19,11 +19,14 @@ Shapes Hk, Hv, Dk, Dv and the conv width must be build-time constants (they are 
 from typing import List, Tuple  # noqa: UP035
 
 from deploykit.plugins.aot import (
+    aot_impl_return_type,
     build_time_constant,
     compile_ptx,
     contract_descriptors,
     device_arch,
     import_trt_plugin,
+    is_build_time_constant,
+    string_attribute,
 )
 
 from deploykit.ops.contract import CAUSAL_CONV1D, GATED_DELTA_RULE
@@ -31,6 +34,7 @@ from deploykit.ops.contract import CAUSAL_CONV1D, GATED_DELTA_RULE
 from .launch import conv_aot_spec, gdn_aot_spec
 
 trt, trtp = import_trt_plugin()
+AOT_RETURN = aot_impl_return_type(trtp)
 
 _DTYPE = {trt.float32: "float32", trt.float16: "float16", trt.bfloat16: "bfloat16"}
 TACTIC_RECURRENT, TACTIC_CHUNK, TACTIC_CHUNK_BLOCKED = 1, 2, 3
@@ -83,7 +87,7 @@ def gated_delta_rule_aot(
     use_qk_l2norm: int,
     outputs: Tuple[trtp.TensorDesc],
     tactic: int,
-):
+) -> AOT_RETURN:
     HK, K = build_time_constant(q.shape_expr[2], "Hk"), build_time_constant(q.shape_expr[3], "Dk")
     HV, V = build_time_constant(v.shape_expr[2], "Hv"), build_time_constant(v.shape_expr[3], "Dv")
     spec = gdn_aot_spec(
@@ -117,6 +121,16 @@ def causal_conv1d_desc(
     )
 
 
+@trtp.autotune("deploykit::CausalConv1d")
+def causal_conv1d_tune(
+    x: trtp.TensorDesc, conv_state: trtp.TensorDesc, weight: trtp.TensorDesc, activation: str,
+    outputs: Tuple[trtp.TensorDesc],
+) -> List[trtp.AutoTuneCombination]:
+    c = trtp.AutoTuneCombination()
+    c.pos(list(range(5)), "FP32|FP16|BF16")  # x, conv_state, weight, output, new_conv_state: all 'T'
+    return [c]
+
+
 @trtp.aot_impl("deploykit::CausalConv1d")
 def causal_conv1d_aot(
     x: trtp.TensorDesc,
@@ -125,9 +139,12 @@ def causal_conv1d_aot(
     activation: str,
     outputs: Tuple[trtp.TensorDesc],
     tactic: int,
-):
+) -> AOT_RETURN:
     KW = build_time_constant(weight.shape_expr[1], "conv kernel width K")
-    decode = x.shape_expr[2].is_constant and x.shape_expr[2].constant_value == 1
+    activation = string_attribute(activation)
+    if activation not in ("silu", "none"):
+        raise ValueError(f"CausalConv1d: activation must be 'silu' or 'none', got {activation!r}")
+    decode = is_build_time_constant(x.shape_expr[2], 1)
     spec = conv_aot_spec(_DTYPE[x.dtype], KW, activation, decode)
     ck = compile_ptx(spec, device_arch())
     B, C, T = x.shape_expr[0], x.shape_expr[1], x.shape_expr[2]

@@ -1,6 +1,6 @@
-"""Datacenter TensorRT (>= 10.10) QDP registration of MoE (`tensorrt.plugin`). NOT EXECUTED here: datacenter
-`tensorrt` is not installable on the development machine (see plugins/gated_delta_net/qdp.py). Raises
-DeployKitError where tensorrt is missing (aot.import_trt_plugin is the one guard).
+"""Datacenter TensorRT (>= 10.10) QDP registration of MoE (`tensorrt.plugin`). Run on the CPU through NVIDIA's
+tensorrt.plugin by tests/builder/test_qdp.py (see plugins/gated_delta_net/qdp.py). Raises DeployKitError where
+tensorrt is missing (aot.import_trt_plugin is the one guard).
 
 MoE itself needs several kernels in sequence (docs/kernels.md) and scratch buffers, so it cannot be a
 single-kernel `aot_impl`: `deploykit::MoE` is registered with a JIT `@trtp.impl` that calls the torch launcher
@@ -15,6 +15,7 @@ Model dims (E, H, I) and the attributes must be build-time constants; N is dynam
 from typing import List, Tuple  # noqa: UP035
 
 from deploykit.plugins.aot import (
+    aot_impl_return_type,
     build_time_constant,
     compile_ptx,
     contract_descriptors,
@@ -37,6 +38,7 @@ from deploykit.ops.contract import (
 from .launch import moe_fwd, moe_stage_aot_spec
 
 trt, trtp = import_trt_plugin()
+AOT_RETURN = aot_impl_return_type(trtp)
 
 _DTYPE = {trt.float32: "float32", trt.float16: "float16", trt.bfloat16: "bfloat16"}
 _SHAPE_ARITH = OperatorArith(cdiv=trtp.cdiv, min=trtp.min, const=trtp.ShapeExpr)  # derived dims (contract)
@@ -140,7 +142,7 @@ def moe_pair_gate_up_tune(hidden, router_logits, gate_up, top_k: int, norm_topk_
 
 
 @trtp.aot_impl("deploykit::MoEPairGateUp")
-def moe_pair_gate_up_aot(hidden, router_logits, gate_up, top_k: int, norm_topk_prob: int, outputs, tactic):
+def moe_pair_gate_up_aot(hidden, router_logits, gate_up, top_k: int, norm_topk_prob: int, outputs, tactic) -> AOT_RETURN:
     E, I2 = build_time_constant(gate_up.shape_expr[0], "E"), build_time_constant(gate_up.shape_expr[1], "2I")
     H = build_time_constant(hidden.shape_expr[1], "H")
     spec = moe_stage_aot_spec("MoEPairGateUp", _DTYPE[hidden.dtype], H, I2 // 2, E, top_k, norm_topk_prob)
@@ -160,7 +162,7 @@ def moe_pair_down_tune(inter, down, topk_ids, topk_weights, outputs):
 
 
 @trtp.aot_impl("deploykit::MoEPairDown")
-def moe_pair_down_aot(inter, down, topk_ids, topk_weights, outputs, tactic):
+def moe_pair_down_aot(inter, down, topk_ids, topk_weights, outputs, tactic) -> AOT_RETURN:
     E, H, I = (build_time_constant(down.shape_expr[a], n) for a, n in enumerate(("E", "H", "I")))
     K = build_time_constant(topk_ids.shape_expr[1], "K")
     return _launch(moe_stage_aot_spec("MoEPairDown", _DTYPE[inter.dtype], H, I, E, K), inter.shape_expr[0], H)
@@ -179,7 +181,7 @@ def moe_route_tune(router_logits, top_k: int, norm_topk_prob: int, outputs):
 
 
 @trtp.aot_impl("deploykit::MoERoute")
-def moe_route_aot(router_logits, top_k: int, norm_topk_prob: int, outputs, tactic):
+def moe_route_aot(router_logits, top_k: int, norm_topk_prob: int, outputs, tactic) -> AOT_RETURN:
     E = build_time_constant(router_logits.shape_expr[1], "E")
     spec = moe_stage_aot_spec("MoERoute", _DTYPE[router_logits.dtype], 0, 0, E, top_k, norm_topk_prob)
     return _launch(spec, router_logits.shape_expr[0])
@@ -198,7 +200,7 @@ def moe_align_tune(router_logits, topk_ids, block_m: int, outputs):
 
 
 @trtp.aot_impl("deploykit::MoEAlign")
-def moe_align_aot(router_logits, topk_ids, block_m: int, outputs, tactic):
+def moe_align_aot(router_logits, topk_ids, block_m: int, outputs, tactic) -> AOT_RETURN:
     E = build_time_constant(router_logits.shape_expr[1], "E")
     pairs = topk_ids.shape_expr[0] * topk_ids.shape_expr[1]
     nb = outputs[1].shape_expr[0]  # block_expert's length: the contract's NB
@@ -221,7 +223,7 @@ def moe_gate_up_tune(hidden, gate_up, slot_pair, block_expert, top_k: int, block
 
 
 @trtp.aot_impl("deploykit::MoEGateUp")
-def moe_gate_up_aot(hidden, gate_up, slot_pair, block_expert, top_k: int, block_m: int, outputs, tactic):
+def moe_gate_up_aot(hidden, gate_up, slot_pair, block_expert, top_k: int, block_m: int, outputs, tactic) -> AOT_RETURN:
     E, I2 = build_time_constant(gate_up.shape_expr[0], "E"), build_time_constant(gate_up.shape_expr[1], "2I")
     H = build_time_constant(hidden.shape_expr[1], "H")
     spec = moe_stage_aot_spec("MoEGateUp", _DTYPE[hidden.dtype], H, I2 // 2, E, top_k, block_m=block_m)
@@ -242,7 +244,7 @@ def moe_down_tune(inter, down, slot_pair, block_expert, topk_weights, block_m: i
 
 
 @trtp.aot_impl("deploykit::MoEDown")
-def moe_down_aot(inter, down, slot_pair, block_expert, topk_weights, block_m: int, outputs, tactic):
+def moe_down_aot(inter, down, slot_pair, block_expert, topk_weights, block_m: int, outputs, tactic) -> AOT_RETURN:
     E, H, I = (build_time_constant(down.shape_expr[a], n) for a, n in enumerate(("E", "H", "I")))
     pairs = topk_weights.shape_expr[0] * topk_weights.shape_expr[1]
     spec = moe_stage_aot_spec("MoEDown", _DTYPE[inter.dtype], H, I, E, 1, block_m=block_m)

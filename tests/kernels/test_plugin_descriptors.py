@@ -68,3 +68,33 @@ def test_missing_tensorrt_is_a_clear_error():
         import_trt_plugin()
     with pytest.raises(DeployKitError):
         importlib.import_module("deploykit.plugins.gated_delta_net.qdp")
+
+
+def test_old_tensorrt_plugin_with_numpy_2_4_is_a_clear_error():
+    """tensorrt.plugin < 11.2 reads int/float plugin fields with int(array), a TypeError from NumPy 2.4 on."""
+    from deploykit.plugins.aot import check_plugin_numpy
+
+    with pytest.raises(DeployKitError, match=r"numpy<2\.4.*TensorRT >= 11\.2"):
+        check_plugin_numpy("10.13.3.9", "2.4.6")
+    check_plugin_numpy("10.13.3.9", "2.3.5")  # NumPy before 2.4: a DeprecationWarning only
+    check_plugin_numpy("11.2.1.2", "2.4.6")  # 11.2 reads array[0]
+    check_plugin_numpy("11.4.0.106", "2.5.0rc1")
+
+
+class _FakeDim:
+    is_fake = True
+
+
+def test_descriptors_of_the_dtype_only_pass_compute_no_dims():
+    """With fake dims (tensorrt.plugin's dtype pass) the outputs get fake dims and no arithmetic runs: on
+    tensorrt.plugin 10.x a constant built there uses a stale IExprBuilder."""
+    from deploykit.ops.contract import MOE_ALIGN
+
+    class Refuse:
+        def __getattr__(self, name):
+            raise AssertionError(f"arithmetic ({name}) in the dtype-only pass")
+
+    fake = _FakeDim()
+    descs = contract_descriptors(MOE_ALIGN, [_Desc((fake, fake), "T"), _Desc((fake, fake), "i32")], "T", "f32",
+                                 lambda shape, dtype: (shape, dtype), {"block_m": 16}, "i32", Refuse())
+    assert descs == (((fake,), "i32"), ((fake,), "i32"))
