@@ -70,11 +70,12 @@ class ExprArith:
         return self._b.constant(int(value))
 
 
-def source_hash(spec: OpSpec) -> str:
-    """sha256 over this file and the op's launcher package sources: what the engine's plugin runs."""
+def source_hash(spec: OpSpec, registration_file: str | Path = __file__) -> str:
+    """sha256 over the registration's file (this one; plugins/aot.py for the QDP plugins) and the op's launcher
+    package sources (its qdp.py included): what the engine's plugin runs."""
     from deploykit.plugins import LAUNCHERS  # import path only: imports neither torch nor triton
 
-    h = hashlib.sha256(Path(__file__).read_bytes())
+    h = hashlib.sha256(Path(registration_file).read_bytes())
     module = LAUNCHERS[spec.name].split(":")[0]
     try:
         found = importlib.util.find_spec(module)

@@ -38,6 +38,16 @@ class BuildOptions(BaseModel):
     optimization_level: int | None = None  # TensorRT builder_optimization_level (0-5); None = TensorRT default
     dim_roles: dict[str, str] = Field(default_factory=dict)  # extra symbolic dim -> batch/tokens/past/total/flat
     moe_stages: bool = False  # replace each MoE node by its single-kernel stage plugins (deploykit/build/lower.py)
+    # tensorrt.plugin ahead-of-time plugins (PTX embedded, no Python when the engine runs; datacenter TensorRT)
+    # instead of the IPluginV3 classes that call the Triton launchers (deploykit/build/registration.py)
+    aot_plugins: bool = False
+
+    @property
+    def plugin_kind(self) -> str | None:
+        """What registration.activate registers: "python", "aot", or None (reference bodies inlined)."""
+        if not self.plugins:
+            return None
+        return "aot" if self.aot_plugins else "python"
 
 
 @dataclass
@@ -106,13 +116,18 @@ def _parse_error(parser, path: Path, versions: dict[str, str]) -> DeployKitError
     return DeployKitError(f"TensorRT could not parse {path.name}{where}: {message}", hint)
 
 
-def parse_onnx(onnx_path: str | Path, backend: Backend | str = "tensorrt-rtx", plugins: bool = True) -> ParsedModel:
-    """TensorRT's ONNX parser on the exported model; deploykit nodes become plugins or inlined bodies."""
+def parse_onnx(onnx_path: str | Path, backend: Backend | str = "tensorrt-rtx",
+               plugins: bool | str | None = True) -> ParsedModel:
+    """TensorRT's ONNX parser on the exported model; deploykit nodes become plugins (of the registration kind
+    `plugins`: True/"python" or "aot") or inlined bodies (False/None)."""
     path = Path(onnx_path)
     if not path.is_file():
         raise DeployKitError(f"no ONNX model at {path}", "export one with `deploykit export`")
     backend = load_backend(backend) if isinstance(backend, str) else backend
     inputs, nodes, versions, data_files = _onnx_outline(path)
+    if plugins == "aot" and any(op == "MoE" for _, op in nodes):
+        raise DeployKitError("MoE's own plugin runs its kernels from Python, so it has no ahead-of-time form",
+                             "add --moe-stages: MoE's stage ops are one ahead-of-time kernel each")
     log = TrtLog()
     logger = backend.logger(log)
     with registration.plugins_registered(backend, plugins):
@@ -123,7 +138,7 @@ def parse_onnx(onnx_path: str | Path, backend: Backend | str = "tensorrt-rtx", p
             raise _parse_error(parser, path, versions)
         report = inspect_network(backend.trt, network)
     parsed = ParsedModel(backend, builder, network, parser, report, inputs, nodes, data_files, log)
-    _check_plugin_layers(parsed, plugins)
+    _check_plugin_layers(parsed, bool(plugins))
     return parsed
 
 
@@ -232,6 +247,9 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
         raise DeployKitError(f"optimization level {options.optimization_level} is out of range", "use 0-5")
     if not onnx_path.is_file():
         raise DeployKitError(f"no ONNX model at {onnx_path}", "export one with `deploykit export`")
+    if options.aot_plugins and not options.plugins:
+        raise DeployKitError("--aot-plugins asks for plugins, but plugins are disabled",
+                             "drop --no-plugins, or drop --aot-plugins")
     with moe_lowered(onnx_path, options) as (parse_path, moe_stages):
         return _build(onnx_path, parse_path, moe_stages, engine_path, options)
 
@@ -239,14 +257,14 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
 def _build(onnx_path: Path, parse_path: Path, moe_stages: str | None, engine_path: str | Path | None,
            options: BuildOptions) -> BuildResult:
     start = time.perf_counter()
-    parsed = parse_onnx(parse_path, options.backend, options.plugins)
+    parsed = parse_onnx(parse_path, options.backend, options.plugin_kind)
     backend = parsed.backend
     config = parsed.builder.create_builder_config()
     targets = backend.set_targets(config, options.targets)
     if options.optimization_level is not None:
         config.builder_optimization_level = options.optimization_level
     profile_stamps = _add_profiles(parsed, config, options.profiles, options.dim_roles)
-    with registration.plugins_registered(backend, options.plugins):
+    with registration.plugins_registered(backend, options.plugin_kind):
         engine = parsed.builder.build_serialized_network(parsed.network, config)
     if engine is None:
         errors = parsed.log.errors() or ["no error message"]
@@ -263,7 +281,8 @@ def _build(onnx_path: Path, parse_path: Path, moe_stages: str | None, engine_pat
             targets=targets, onnx=file_stamp(onnx_path, engine_path.parent),
             onnx_data=[file_stamp(f, engine_path.parent) for f in parsed.data_files],
             engine=file_stamp(tmp_engine, engine_path.parent, name=engine_path.name),
-            plugins=[p for p in registration.plugin_stamps() if p.name in used],
+            plugins=[p for p in registration.plugin_stamps(options.plugin_kind or "python") if p.name in used],
+            plugin_kind=options.plugin_kind if used else None,
             plugin_layers=len(parsed.report.plugin_layers()), layer_types=parsed.report.layer_types(),
             inputs=parsed.report.inputs, outputs=parsed.report.outputs, profiles=profile_stamps,
             optimization_level=options.optimization_level, moe_stages=moe_stages,

@@ -25,7 +25,7 @@ class PluginStamp(BaseModel):
     name: str
     namespace: str
     version: str
-    sha256: str  # plugins/tensorrt_v3.py + the op's launcher sources
+    sha256: str  # the registration (plugins/tensorrt_v3.py or plugins/aot.py) + the op's launcher package
 
 
 class ProfileStamp(BaseModel):
@@ -43,6 +43,9 @@ class EngineManifest(BaseModel):
     onnx_data: list[FileStamp] = []  # the external-data files holding the weights (model.onnx has none)
     engine: FileStamp
     plugins: list[PluginStamp]  # plugins the engine's PLUGIN_V3 layers use ([] = bodies inlined)
+    # "python": IPluginV3 classes whose enqueue calls the Triton launchers (serving needs deploykit's Python);
+    # "aot": tensorrt.plugin ahead-of-time plugins with their PTX in the engine (no Python); None: no plugins
+    plugin_kind: str | None = None
     plugin_layers: int
     layer_types: dict[str, int]  # parsed network, per TensorRT LayerType
     inputs: list[TensorInfo]

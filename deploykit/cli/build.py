@@ -16,7 +16,8 @@ EXAMPLES = """Examples:
   deploykit build out/ --target sm89 --target sm120 --max-batch 4 --max-tokens 2048 --max-past 8192
 
   deploykit build out/model.onnx --no-plugins      # deploykit nodes built from their reference bodies
-  deploykit build out/model.onnx --moe-stages      # MoE as single-kernel stage plugins"""
+  deploykit build out/model.onnx --moe-stages      # MoE as single-kernel stage plugins
+  deploykit build out/ --backend tensorrt --moe-stages --aot-plugins   # PTX kernels: serve without Python"""
 
 
 def find_onnx(path: Path) -> Path:
@@ -51,6 +52,10 @@ def register(app: typer.Typer) -> None:
         moe_stages: Annotated[bool, typer.Option(help="Replace each MoE node by its single-kernel stage plugins "
                                                  "(pairs path up to 4 tokens, else grouped): what ahead-of-time, "
                                                  "Python-free plugins need.")] = False,
+        aot_plugins: Annotated[bool, typer.Option(help="Embed each plugin's kernel as PTX (tensorrt.plugin "
+                                                  "ahead-of-time plugins), so the engine runs without Python, "
+                                                  "e.g. in Triton Inference Server. Datacenter TensorRT only; MoE "
+                                                  "models need --moe-stages.")] = False,
         opt_level: Annotated[int | None, typer.Option(help="TensorRT builder optimization level 0-5.")] = None,
         dim: Annotated[list[str] | None, typer.Option("--dim", help="NAME=ROLE for a dynamic ONNX dimension "
                                                       "deploykit does not recognise (ROLE: batch, tokens, past, "
@@ -66,7 +71,8 @@ def register(app: typer.Typer) -> None:
         if bad:
             raise DeployKitError(f"--dim {bad[0]} is not NAME=ROLE", "for example --dim s53=total")
         options = BuildOptions(backend=backend, targets=target or [], plugins=plugins,
-                               optimization_level=opt_level, moe_stages=moe_stages, dim_roles=dict(d.split("=") for d in dim or []),
+                               optimization_level=opt_level, moe_stages=moe_stages,
+                               aot_plugins=aot_plugins, dim_roles=dict(d.split("=") for d in dim or []),
                                profiles=default_profiles(max_batch, max_tokens, max_past))
         result = build_engine(onnx_path, output, options)
         _print_summary(result)
@@ -78,7 +84,7 @@ def _print_summary(result) -> None:
     typer.echo(f"engine   {result.engine_path} ({m.engine.bytes / 2**20:.1f} MiB, {m.build_seconds:.1f} s)")
     typer.echo(f"built by {m.tensorrt_flavour} {m.tensorrt_version} for {', '.join(m.targets)}")
     typer.echo(f"plugins  {', '.join(f'{p.namespace}::{p.name}/{p.version}' for p in m.plugins) or 'none'}"
-               f" ({m.plugin_layers} layers)")
+               f" ({m.plugin_layers} layers{', ahead-of-time PTX' if m.plugin_kind == 'aot' else ''})")
     typer.echo(f"layers   {layers}")
     if m.moe_stages:
         typer.echo(f"moe      lowered to its stage plugins: {m.moe_stages}")

@@ -2,6 +2,7 @@
 CPU, inside a real TensorRT build. Run as a script in its own process (it installs a `tensorrt` module):
 
     python tests/builder/qdp_bridge.py records.json model.onnx [model.onnx ...]
+    python tests/builder/qdp_bridge.py --registration steps.json
 
 Datacenter TensorRT cannot be installed here, but two halves of it can:
   * `tensorrt.plugin` itself is pure Python and ships in the datacenter bindings wheel (`tensorrt-cu12-bindings`,
@@ -293,5 +294,26 @@ def _build(trt, path: str) -> dict:
     return {"parsed": ok, "built": built, "errors": errors, "outputs": outputs, "log": log[-20:]}
 
 
+def registration_steps(out_path: str) -> None:
+    """deploykit.build.registration switching between its two kinds on one registry: which creator class holds
+    each deploykit name after each step (the real tensorrt.plugin's creators for "aot")."""
+    trt, _ = load_tensorrt_plugin()
+    from deploykit.build import registration
+    from deploykit.build.trt_backend import Backend
+    from deploykit.ops.contract import OPS, STAGE_OPS
+
+    backend, registry, steps = Backend("tensorrt", trt), trt.get_plugin_registry(), []
+    for kind in ("python", "aot", "python", "aot", None):
+        registration.activate(backend, kind)
+        held = {name: registry.get_creator(name, "1", NAMESPACE) for name in {**OPS, **STAGE_OPS}}
+        steps.append({"kind": kind, "active": registration.active_kind(backend),
+                      "creators": {n: type(c).__name__ if c is not None else None for n, c in held.items()}})
+    stamps = {k: [p.model_dump() for p in registration.plugin_stamps(k)] for k in registration.KINDS}
+    Path(out_path).write_text(json.dumps({"steps": steps, "stamps": stamps}, indent=1))
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1] == "--registration":
+        registration_steps(sys.argv[2])
+    else:
+        main(*sys.argv[1:])

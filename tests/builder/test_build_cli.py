@@ -59,3 +59,20 @@ def test_files_that_are_not_onnx_and_bad_levels_are_one_line_errors(backend, tmp
         err = capsys.readouterr().err
         assert err.startswith("error: ") and message in err and err.count("\n") == 1
     assert not list(path.parent.glob("*.engine*"))
+
+
+def test_aot_plugins_refusals_are_one_line_errors(backend, save, capsys):
+    """--aot-plugins: TensorRT for RTX has no tensorrt.plugin; MoE needs its stage ops; plugins must be on.
+    Nothing is written."""
+    path = save(contract_model())  # GatedDeltaRule + MoE
+    cases = [(["--aot-plugins"], "MoE's own plugin runs its kernels from Python", "add --moe-stages"),
+             (["--aot-plugins", "--moe-stages"], "TensorRT for RTX has no tensorrt.plugin", "--backend tensorrt"),
+             (["--aot-plugins", "--no-plugins"], "--aot-plugins asks for plugins", "drop --no-plugins")]
+    for extra, message, fix in cases:
+        assert main(["build", str(path), "--max-tokens", "8", *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and message in err and fix in err and err.count("\n") == 1, err
+        assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx"]
+    assert main(["build", str(path), "--max-tokens", "8"]) == 0  # the IPluginV3 creators are back in place
+    stamp = json.loads((path.parent / "model.sm89.engine.json").read_text())
+    assert stamp["plugin_kind"] == "python" and stamp["plugin_layers"] == 2

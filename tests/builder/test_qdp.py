@@ -25,7 +25,7 @@ from onnx import TensorProto
 from onnx import helper as oh
 
 from deploykit.build.lower import lower_moe
-from deploykit.ops.contract import CAUSAL_CONV1D, DOMAIN, GATED_DELTA_RULE, MOE, OPS, STAGE_OPS
+from deploykit.ops.contract import CAUSAL_CONV1D, DOMAIN, GATED_DELTA_RULE, MOE, OPS, PLUGIN_OPS, STAGE_OPS
 
 pytest.importorskip("tensorrt_rtx_bindings")
 if importlib.util.find_spec("tensorrt_bindings") is None:
@@ -259,3 +259,22 @@ def test_dynamic_dims_stay_symbolic(bridged, case):
         for got in r["tactics"].values():
             assert None in got["grid"] + got["extra"], (r["op"], got)
             assert None not in got["block"] and got["shared_mem"] is not None
+
+
+def test_builder_registers_either_kind_of_plugin_on_datacenter_tensorrt(tmp_path):
+    """deploykit.build.registration on one registry with NVIDIA's tensorrt.plugin: "python" holds our IPluginV3
+    creators, "aot" tensorrt.plugin's own creators for every op, and switching back and forth leaves exactly
+    the asked-for kind (the two kinds carry the same names, so TensorRT would otherwise keep the first)."""
+    out = tmp_path / "steps.json"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    run = subprocess.run([sys.executable, str(BRIDGE), "--registration", str(out)], capture_output=True, text=True,
+                         timeout=300, env=env, check=False)
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(out.read_text())
+    python = {n: f"{n}Creator" for n in PLUGIN_OPS} | {"CausalConv1d": None}  # conv: lowered by the exporter
+    aot = {n: "_TemplatePluginCreator" for n in {**OPS, **STAGE_OPS}}
+    want = [("python", python), ("aot", aot), ("python", python), ("aot", aot), (None, dict.fromkeys(aot))]
+    assert [(s["active"], s["creators"]) for s in result["steps"]] == want
+    python_stamps, aot_stamps = result["stamps"]["python"], result["stamps"]["aot"]
+    assert [p["name"] for p in aot_stamps] == list(PLUGIN_OPS)
+    assert all(a["sha256"] != p["sha256"] for a, p in zip(aot_stamps, python_stamps))  # different sources
