@@ -149,7 +149,9 @@ def _aot_steps(trt, qdp, inputs, out_exprs, expr_builder) -> dict:
 
 
 def make_bridge_creator(trt, qdp_creator, records: list):
-    """An RTX IPluginCreatorV3One that lists the QDP creator's fields and builds its _TemplateAOTPlugin."""
+    """An RTX IPluginCreatorV3One that lists the QDP creator's fields and builds its _TemplateAOTPlugin (its
+    _TemplateJITPlugin for deploykit::MoE, which has no aot_impl)."""
+    from tensorrt.plugin import _lib
     bases = (trt.IPluginV3, trt.IPluginV3OneCore, trt.IPluginV3OneBuild, trt.IPluginV3OneRuntime)
 
     class Bridge(*bases):
@@ -171,9 +173,13 @@ def make_bridge_creator(trt, qdp_creator, records: list):
 
         def get_output_shapes(self, inputs, shape_inputs, expr_builder):
             outs = self.qdp.get_output_shapes(inputs, shape_inputs, expr_builder)
-            record = {"op": self.plugin_name, "attrs": dict(self.qdp.attrs)}
+            record = {"op": self.plugin_name, "attrs": dict(self.qdp.attrs), "jit": not hasattr(self.qdp, "get_kernel")}
             try:
-                record.update(_aot_steps(trt, self.qdp, inputs, outs, expr_builder))
+                if record["jit"]:  # deploykit::MoE: shapes and types only (its impl runs on a GPU)
+                    record.update(outputs=[[_const(d[a]) for a in range(len(d))] for d in outs],
+                                  types=[t.name for t in (*self.qdp.input_types, *self.qdp.output_types)])
+                else:
+                    record.update(_aot_steps(trt, self.qdp, inputs, outs, expr_builder))
             except Exception:  # noqa: BLE001  reported by the test, not swallowed by TensorRT
                 record["error"] = traceback.format_exc()
             if record not in records:
@@ -216,8 +222,9 @@ def make_bridge_creator(trt, qdp_creator, records: list):
         def create_plugin(self, name, fc, phase):
             # `name` is the ONNX node's name here; NVIDIA's creator wants the plugin's
             records.append({"node": name, "op": self.name, "fields": [f.name for f in fc]})
-            qdp = qdp_creator.create_plugin(self.name, NAMESPACE, fc, phase,
-                                            trt.QuickPluginCreationRequest.STRICT_AOT)
+            jit = _lib.QDP_REGISTRY[f"{NAMESPACE}::{self.name}"].aot_impl_func is None
+            request = trt.QuickPluginCreationRequest.STRICT_JIT if jit else trt.QuickPluginCreationRequest.STRICT_AOT
+            qdp = qdp_creator.create_plugin(self.name, NAMESPACE, fc, phase, request)
             return Bridge(qdp, self.ranks)
 
     return BridgeCreator
@@ -246,8 +253,6 @@ def main(out_path: str, *model_paths: str) -> None:
     registry, records, keep = trt.get_plugin_registry(), [], []
     for plugin_id, creator in _lib.QDP_CREATORS.items():
         registry.deregister_creator(creator)  # RTX's parser refuses quick creators: the bridge replaces them
-        if _lib.QDP_REGISTRY[plugin_id].aot_impl_func is None:
-            continue  # deploykit::MoE: JIT only (the builder lowers it to the stage ops for AOT engines)
         spec = {**OPS, **STAGE_OPS}[plugin_id.split("::")[1]]
         bridge = make_bridge_creator(trt, creator, records)([len(t.dims) for t in spec.inputs])
         keep.append(bridge)

@@ -62,6 +62,8 @@ CASES = {  # name -> (model, what the launcher is told beyond the attributes)
     "moe_grouped16": lambda: _moe_stages(9, 32, 8, 16, 2, "bfloat16", 9),
     "moe_grouped64": lambda: _moe_stages(40, 64, 6, 32, 3, "float16", 40),
     "moe_dynamic": lambda: _moe_stages("N", 32, 8, 16, 2, "float16", 64),
+    "moe_jit": lambda: _node_model(MOE, {"N": "N", "H": 32, "E": 8, "I2": 32, "I": 16},
+                                   {"top_k": 2, "norm_topk_prob": 1}, "bfloat16"),
     "gdn_prefill": lambda: _node_model(GATED_DELTA_RULE, {**GDN_DIMS, "T": 70}, GDN_ATTRS, "bfloat16"),
     "gdn_decode": lambda: _node_model(GATED_DELTA_RULE, {**GDN_DIMS, "T": 1}, GDN_ATTRS, "float16"),
     "gdn_dynamic": lambda: _node_model(GATED_DELTA_RULE, {**GDN_DIMS, "B": "B", "T": "T"}, GDN_ATTRS, "float16"),
@@ -92,6 +94,11 @@ def bridged(tmp_path_factory):
 
 
 def _launches(rec) -> list[dict]:
+    """The AOT plugins' records (build steps and launches)."""
+    return [r for r in _described(rec) if not r["jit"]]
+
+
+def _described(rec) -> list[dict]:
     for r in rec["records"]:
         assert "error" not in r, r["error"]
     return [r for r in rec["records"] if "attrs" in r]
@@ -106,7 +113,7 @@ def test_every_node_parses_and_builds_through_the_qdp_plugins(bridged, case):
     rec = bridged[case]
     assert rec["parsed"] and rec["built"], (rec["errors"], rec["log"])
     ops = [r["op"] for r in _created(rec)]
-    assert {r["op"] for r in _launches(rec)} == set(ops)
+    assert {r["op"] for r in _described(rec)} == set(ops)
     for r in _created(rec):  # the parser passes the creator's fields, in the contract's attribute order
         spec = {**OPS, **STAGE_OPS}[r["op"]]
         assert r["fields"] == [a.name for a in spec.attributes if a.name != "plugin_version"]
@@ -158,6 +165,14 @@ def test_moe_stage_shapes(bridged):
     for case in ("gdn_prefill", "gdn_decode", "conv_decode", "conv_prefill"):
         (r,) = _launches(bridged[case])
         assert r["outputs"] == _by_hand(r["op"], r["inputs"])
+
+
+def test_moe_itself_is_a_jit_plugin_with_the_contract_shape(bridged):
+    """deploykit::MoE has no aot_impl (several kernels and scratch): tensorrt.plugin makes it a JIT plugin, whose
+    output is [N, H] in the activation dtype, N dynamic."""
+    (r,) = _described(bridged["moe_jit"])
+    assert r["jit"] and r["op"] == "MoE" and r["attrs"] == {"top_k": 2, "norm_topk_prob": 1}
+    assert r["outputs"] == [[None, 32]] and r["types"] == ["BF16"] * 5
 
 
 def test_autotune_offers_each_activation_dtype_with_the_fixed_types(bridged):
