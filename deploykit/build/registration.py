@@ -19,11 +19,11 @@ from collections.abc import Iterator
 
 from deploykit.build.manifest import PluginStamp
 from deploykit.errors import DeployKitError
-from deploykit.ops.contract import OPS, PLUGIN_OPS, STAGE_OPS
+from deploykit.ops.contract import ALL_OPS, DOMAIN, PLUGIN_OPS
 
 KINDS = ("python", "aot")
 AOT_MODULES = ("deploykit.plugins.gated_delta_net.qdp", "deploykit.plugins.moe.qdp")
-NAMESPACE = "deploykit"  # = tensorrt_v3.NAMESPACE and the qdp modules' plugin ids: the exporter's plugin_namespace
+NAMESPACE = DOMAIN  # the exporter's plugin_namespace, tensorrt_v3.NAMESPACE and the qdp modules' plugin ids
 
 _CREATORS: dict[tuple[str, str], dict[str, object]] = {}  # (backend name, kind) -> {op name: creator}
 _ACTIVE: dict[str, str] = {}  # backend name -> the kind registered now
@@ -42,8 +42,8 @@ def _make_creators(backend, kind: str) -> dict[str, object]:
     for module in AOT_MODULES:
         importlib.import_module(module)
     registry = backend.trt.get_plugin_registry()
-    specs = {**OPS, **STAGE_OPS}  # CausalConv1d too: the qdp module registers it (exports lower it to standard ops)
-    return {name: registry.get_creator(name, spec.plugin_version, NAMESPACE) for name, spec in specs.items()}
+    # CausalConv1d too: its qdp module registers it (exports lower it to standard ops)
+    return {name: registry.get_creator(name, spec.plugin_version, NAMESPACE) for name, spec in ALL_OPS.items()}
 
 
 def activate(backend, kind: str | None) -> None:
@@ -84,20 +84,6 @@ def _set(backend, kind: str | None, registered: bool) -> None:
 
 def active_kind(backend) -> str | None:
     return _ACTIVE.get(backend.name)
-
-
-def register_plugins(backend, kind: str = "python") -> list[PluginStamp]:
-    """Registers one creator per deploykit ONNX op and MoE stage op (idempotent); returns their stamps."""
-    activate(backend, kind)
-    return plugin_stamps(kind)
-
-
-def unregister_plugins(backend) -> None:
-    activate(backend, None)
-
-
-def is_registered(backend) -> bool:
-    return backend.name in _ACTIVE
 
 
 def plugin_stamps(kind: str = "python") -> list[PluginStamp]:

@@ -365,4 +365,5 @@ ONNX_OPS: dict[str, OpSpec] = {k: v for k, v in OPS.items() if v.in_onnx_domain}
 STAGE_OPS: dict[str, OpSpec] = {
     op.name: op for op in (MOE_PAIR_GATE_UP, MOE_PAIR_DOWN, MOE_ROUTE, MOE_ALIGN, MOE_GATE_UP, MOE_DOWN)
 }
-PLUGIN_OPS: dict[str, OpSpec] = {**ONNX_OPS, **STAGE_OPS}  # every TensorRT plugin deploykit registers
+PLUGIN_OPS: dict[str, OpSpec] = {**ONNX_OPS, **STAGE_OPS}  # every node the builder meets: the IPluginV3 plugins
+ALL_OPS: dict[str, OpSpec] = {**OPS, **STAGE_OPS}  # every op with a launcher and a QDP registration

@@ -32,7 +32,8 @@ import traceback
 import types
 from pathlib import Path
 
-NAMESPACE = "deploykit"
+from deploykit.ops.contract import DOMAIN as NAMESPACE  # plugin namespace = the ONNX domain
+
 ARCH = 90  # H100/H200: the datacenter GPU the AOT plugins are built for
 COMPILED: list[dict] = []  # the KernelSpec of every compile_ptx call, in call order
 
@@ -238,7 +239,7 @@ def main(out_path: str, *model_paths: str) -> None:
     from tensorrt.plugin import _lib
 
     from deploykit.build.trt_backend import load_backend
-    from deploykit.ops.contract import OPS, STAGE_OPS
+    from deploykit.ops.contract import ALL_OPS
 
     gdn_qdp.device_arch = moe_qdp.device_arch = lambda: ARCH  # there is no GPU to ask
     real_compile = aot.compile_ptx
@@ -253,7 +254,7 @@ def main(out_path: str, *model_paths: str) -> None:
     registry, records, keep = trt.get_plugin_registry(), [], []
     for plugin_id, creator in _lib.QDP_CREATORS.items():
         registry.deregister_creator(creator)  # RTX's parser refuses quick creators: the bridge replaces them
-        spec = {**OPS, **STAGE_OPS}[plugin_id.split("::")[1]]
+        spec = ALL_OPS[plugin_id.split("::")[1]]
         bridge = make_bridge_creator(trt, creator, records)([len(t.dims) for t in spec.inputs])
         keep.append(bridge)
         registry.register_creator(bridge, NAMESPACE)
@@ -305,12 +306,12 @@ def registration_steps(out_path: str) -> None:
     trt, _ = load_tensorrt_plugin()
     from deploykit.build import registration
     from deploykit.build.trt_backend import Backend
-    from deploykit.ops.contract import OPS, STAGE_OPS
+    from deploykit.ops.contract import ALL_OPS
 
     backend, registry, steps = Backend("tensorrt", trt), trt.get_plugin_registry(), []
     for kind in ("python", "aot", "python", "aot", None):
         registration.activate(backend, kind)
-        held = {name: registry.get_creator(name, "1", NAMESPACE) for name in {**OPS, **STAGE_OPS}}
+        held = {name: registry.get_creator(name, "1", NAMESPACE) for name in ALL_OPS}
         steps.append({"kind": kind, "active": registration.active_kind(backend),
                       "creators": {n: type(c).__name__ if c is not None else None for n, c in held.items()}})
     stamps = {k: [p.model_dump() for p in registration.plugin_stamps(k)] for k in registration.KINDS}

@@ -25,7 +25,7 @@ from onnx import TensorProto
 from onnx import helper as oh
 
 from deploykit.build.lower import lower_moe
-from deploykit.ops.contract import CAUSAL_CONV1D, DOMAIN, GATED_DELTA_RULE, MOE, OPS, PLUGIN_OPS, STAGE_OPS
+from deploykit.ops.contract import ALL_OPS, CAUSAL_CONV1D, DOMAIN, GATED_DELTA_RULE, MOE, PLUGIN_OPS
 
 pytest.importorskip("tensorrt_rtx_bindings")
 if importlib.util.find_spec("tensorrt_bindings") is None:
@@ -115,7 +115,7 @@ def test_every_node_parses_and_builds_through_the_qdp_plugins(bridged, case):
     ops = [r["op"] for r in _created(rec)]
     assert {r["op"] for r in _described(rec)} == set(ops)
     for r in _created(rec):  # the parser passes the creator's fields, in the contract's attribute order
-        spec = {**OPS, **STAGE_OPS}[r["op"]]
+        spec = ALL_OPS[r["op"]]
         assert r["fields"] == [a.name for a in spec.attributes if a.name != "plugin_version"]
 
 
@@ -178,7 +178,7 @@ def test_moe_itself_is_a_jit_plugin_with_the_contract_shape(bridged):
 def test_autotune_offers_each_activation_dtype_with_the_fixed_types(bridged):
     for rec in bridged.values():
         for r in _launches(rec):
-            spec = {**OPS, **STAGE_OPS}[r["op"]]
+            spec = ALL_OPS[r["op"]]
             kinds = [t.dtype for t in (*spec.inputs, *spec.outputs)]
             fixed = {"float32": "FLOAT", "int32": "INT32"}
             act = {tuple({c[i] for i, k in enumerate(kinds) if k == "T"}) for c in r["offered"]}
@@ -221,7 +221,7 @@ def _launcher_call(r, tactic: str, calls: list) -> dict:
     """What the op's torch launcher launches for the plugin's (static) input shapes and attributes."""
     from deploykit.plugins import launcher
 
-    spec = {**OPS, **STAGE_OPS}[r["op"]]
+    spec = ALL_OPS[r["op"]]
     inputs = [torch.zeros(d, dtype=TORCH[t]) for d, t in zip(r["inputs"], r["types"])]
     attrs = [r["attrs"][a.name] for a in spec.attributes if a.name != "plugin_version"]
     attrs = [string_attribute(a) if isinstance(a, str) else a for a in attrs]
@@ -287,7 +287,7 @@ def test_builder_registers_either_kind_of_plugin_on_datacenter_tensorrt(tmp_path
     assert run.returncode == 0, run.stderr[-3000:]
     result = json.loads(out.read_text())
     python = {n: f"{n}Creator" for n in PLUGIN_OPS} | {"CausalConv1d": None}  # conv: lowered by the exporter
-    aot = {n: "_TemplatePluginCreator" for n in {**OPS, **STAGE_OPS}}
+    aot = {n: "_TemplatePluginCreator" for n in ALL_OPS}
     want = [("python", python), ("aot", aot), ("python", python), ("aot", aot), (None, dict.fromkeys(aot))]
     assert [(s["active"], s["creators"]) for s in result["steps"]] == want
     python_stamps, aot_stamps = result["stamps"]["python"], result["stamps"]["aot"]
