@@ -8,12 +8,20 @@ Argument convention of every AOT-able kernel (required by QDP AOT): input pointe
 runtime integer scalars (passed as `SymIntExprs`), then output pointers. Attributes are constexprs: "plugin
 attributes are not serialized into the engine when using an AOT implementation" (tensorrt.plugin docs), so
 they must be baked into the PTX.
+
+Alignment: Triton's JIT marks every pointer argument whose address is a multiple of 16 bytes (every torch
+allocation) `tt.divisibility=16`, and only with that mark does it emit 128-bit loads, cp.async copies and
+a register budget without spills. An AOT kernel is compiled before any address exists, so the mark has to be
+declared: `aligned_to` gives it to each tensor whose bytes per leading index are a multiple of 16 (TensorRT
+requires 256-byte aligned engine I/O, `IExecutionContext::setTensorAddress`, and hands plugins dense tensors,
+so any leading-index offset into such a tensor stays 16-byte aligned). Without it the sm_90 PTX of the decode
+kernels loads their state and weights 2 or 4 bytes at a time (docs/kernels.md, "Static resources").
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from deploykit.errors import DeployKitError
@@ -21,6 +29,7 @@ from deploykit.ops.contract import INT_ARITH
 
 AOT_ARCHS = (80, 87, 90)  # A100/A10-class, Jetson AGX Orin, H100/H200 (shared/reference/gpus.yaml)
 WARP_SIZE = 32  # every NVIDIA GPU Triton targets
+ALIGN_BYTES = 16  # Triton's one pointer/int specialisation (`tt.divisibility`, backends/compiler.py parse_attr)
 TRITON_DTYPE = {
     "float32": "fp32",
     "float16": "fp16",
@@ -38,6 +47,15 @@ class KernelSpec:
     num_warps: int = 4
     num_stages: int | None = None
     grid: tuple[str, ...] = field(default=())  # documentation: how the plugin derives the grid
+    aligned: tuple[str, ...] | None = None  # pointer args declared 16-byte aligned; None: all of them, as
+    # Triton's JIT sees torch tensors (the launchers' and benchmarks' kernels)
+
+    def pointer_args(self) -> list[str]:
+        """The tensor arguments in call order: the op's inputs, then its outputs (the QDP AOT order)."""
+        return [name for name, ty in self.args.items() if ty.startswith("*")]
+
+    def aligned_args(self) -> list[str]:
+        return self.pointer_args() if self.aligned is None else list(self.aligned)
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,7 @@ class AotKernel:
     arch: int
     num_warps: int
     shared: int  # dynamic shared memory bytes the launch must request
+    cubin: bytes  # ptxas' output for the same PTX: what plugins/sass.py reads registers and spills from
     scratch: int  # global + profile scratch bytes. Triton >= 3.3 appends two scratch pointer parameters to
     # every kernel (after the declared ones); with scratch == 0 they are never read, so null pointers are
     # safe. Whether TensorRT's QDP AOT launcher supplies them is NOT verified here (docs/kernels.md).
@@ -67,7 +86,9 @@ def compile_ptx(spec: KernelSpec, arch: int) -> AotKernel:
     options = {"num_warps": spec.num_warps}
     if spec.num_stages is not None:
         options["num_stages"] = spec.num_stages
-    src = ASTSource(fn=spec.kernel, signature=signature, constexprs=dict(spec.constexprs))
+    names = spec.kernel.arg_names
+    attrs = {(names.index(name),): [["tt.divisibility", ALIGN_BYTES]] for name in spec.aligned_args()}
+    src = ASTSource(fn=spec.kernel, signature=signature, constexprs=dict(spec.constexprs), attrs=attrs)
     ck = triton.compile(src, target=GPUTarget("cuda", arch, WARP_SIZE), options=options)
     return AotKernel(
         name=ck.metadata.name,
@@ -75,8 +96,28 @@ def compile_ptx(spec: KernelSpec, arch: int) -> AotKernel:
         arch=arch,
         num_warps=ck.metadata.num_warps,
         shared=ck.metadata.shared,
+        cubin=ck.asm["cubin"],
         scratch=ck.metadata.global_scratch_size + getattr(ck.metadata, "profile_scratch_size", 0),
     )
+
+
+def aligned_to(spec: KernelSpec, tensors: list) -> KernelSpec:
+    """`spec` with the alignment its plugin's tensors allow: `tensors` are the tensorrt.plugin TensorDescs of
+    the op's inputs then outputs (the order of `spec.pointer_args()`)."""
+    pointers = spec.pointer_args()
+    if len(pointers) != len(tensors):
+        raise ValueError(f"{spec.kernel.__name__}: {len(tensors)} tensors for pointer args {pointers}")
+    return replace(spec, aligned=tuple(p for p, t in zip(pointers, tensors) if rows_aligned(t)))
+
+
+def rows_aligned(desc) -> bool:
+    """Whether every leading-index offset into the tensor is a multiple of ALIGN_BYTES: the product of its
+    build-time-constant trailing dims times the item size is (a runtime trailing dim only multiplies it)."""
+    row = desc.dtype.itemsize
+    for axis in range(1, len(desc.shape_expr)):
+        if is_build_time_constant(desc.shape_expr[axis]):
+            row *= int(desc.shape_expr[axis].constant_value())
+    return row % ALIGN_BYTES == 0
 
 
 def import_trt_plugin():
@@ -210,12 +251,15 @@ def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
 
 def main(argv: list[str] | None = None) -> int:
     """python -m deploykit.plugins.aot OUT_DIR [ARCH ...] [--skip NAME,...]: writes <name>.sm<arch>.ptx and
-    prints a JSON summary line per kernel. Runs without a GPU; needs TRITON_INTERPRET unset (the interpreter
+    prints a JSON summary line per kernel, with what ptxas made of it (plugins/sass.py: registers, spilled bytes
+    per thread, global loads by width). Runs without a GPU; needs TRITON_INTERPRET unset (the interpreter
     replaces kernels by Python functions)."""
     import json
     import os
     import sys
     import tempfile
+
+    from deploykit.plugins import sass
 
     args = list(sys.argv[1:] if argv is None else argv)
     skip: set[str] = set()
@@ -234,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.NamedTemporaryFile("w", dir=out_dir, delete=False) as f:  # no partial files
                 f.write(k.ptx)
             os.replace(f.name, path)
+            res = sass.read(k.cubin)
             print(
                 json.dumps(
                     {
@@ -245,6 +290,10 @@ def main(argv: list[str] | None = None) -> int:
                         "scratch": k.scratch,
                         "ptx": path,
                         "bytes": len(k.ptx),
+                        "regs": res.regs,
+                        "spill": res.spill,
+                        "loads": {str(bits): n for bits, n in sorted((res.loads + res.async_copies).items())},
+                        "stores": {str(bits): n for bits, n in sorted(res.stores.items())},
                     }
                 ),
                 flush=True,

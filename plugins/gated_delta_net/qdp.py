@@ -19,6 +19,7 @@ Shapes Hk, Hv, Dk, Dv and the conv width must be build-time constants (they are 
 from typing import List, Tuple  # noqa: UP035
 
 from deploykit.plugins.aot import (
+    aligned_to,
     aot_impl_return_type,
     build_time_constant,
     compile_ptx,
@@ -101,7 +102,7 @@ def gated_delta_rule_aot(
         chunked=tactic != TACTIC_RECURRENT,
         solve="blocked" if tactic == TACTIC_CHUNK_BLOCKED else "rows",
     )
-    ck = compile_ptx(spec, device_arch())
+    ck = compile_ptx(aligned_to(spec, [q, k, v, g, beta, initial_state, *outputs]), device_arch())
     lp = trtp.KernelLaunchParams()
     lp.grid_x = -(-V // spec.constexprs["BV"])
     lp.grid_y = q.shape_expr[0] * HV  # B * Hv
@@ -146,7 +147,7 @@ def causal_conv1d_aot(
         raise ValueError(f"CausalConv1d: activation must be 'silu' or 'none', got {activation!r}")
     decode = is_build_time_constant(x.shape_expr[2], 1)
     spec = conv_aot_spec(_DTYPE[x.dtype], KW, activation, decode)
-    ck = compile_ptx(spec, device_arch())
+    ck = compile_ptx(aligned_to(spec, [x, conv_state, weight, *outputs]), device_arch())
     B, C, T = x.shape_expr[0], x.shape_expr[1], x.shape_expr[2]
     lp = trtp.KernelLaunchParams()
     lp.grid_x = B

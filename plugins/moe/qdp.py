@@ -15,6 +15,7 @@ Model dims (E, H, I) and the attributes must be build-time constants; N is dynam
 from typing import List, Tuple  # noqa: UP035
 
 from deploykit.plugins.aot import (
+    aligned_to,
     aot_impl_return_type,
     build_time_constant,
     compile_ptx,
@@ -112,9 +113,10 @@ def _combinations(spec) -> List[trtp.AutoTuneCombination]:
     return [c]
 
 
-def _launch(spec, grid_x, tiled_extent: int | None = None, extra_scalars=()):
-    """aot_impl's return for one stage kernel: grid (grid_x, cdiv(tiled_extent, BN)), the op's int scalars."""
-    ck = compile_ptx(spec, device_arch())
+def _launch(spec, tensors, grid_x, tiled_extent: int | None = None, extra_scalars=()):
+    """aot_impl's return for one stage kernel: grid (grid_x, cdiv(tiled_extent, BN)), the op's int scalars.
+    `tensors`: the op's input and output descriptors, in order."""
+    ck = compile_ptx(aligned_to(spec, tensors), device_arch())
     lp = trtp.KernelLaunchParams()
     lp.grid_x = grid_x
     if tiled_extent is not None:
@@ -146,7 +148,7 @@ def moe_pair_gate_up_aot(hidden, router_logits, gate_up, top_k: int, norm_topk_p
     E, I2 = build_time_constant(gate_up.shape_expr[0], "E"), build_time_constant(gate_up.shape_expr[1], "2I")
     H = build_time_constant(hidden.shape_expr[1], "H")
     spec = moe_stage_aot_spec("MoEPairGateUp", _DTYPE[hidden.dtype], H, I2 // 2, E, top_k, norm_topk_prob)
-    return _launch(spec, hidden.shape_expr[0] * top_k, I2 // 2)
+    return _launch(spec, [hidden, router_logits, gate_up, *outputs], hidden.shape_expr[0] * top_k, I2 // 2)
 
 
 @trtp.register("deploykit::MoEPairDown")
@@ -165,7 +167,8 @@ def moe_pair_down_tune(inter, down, topk_ids, topk_weights, outputs):
 def moe_pair_down_aot(inter, down, topk_ids, topk_weights, outputs, tactic) -> AOT_RETURN:
     E, H, I = (build_time_constant(down.shape_expr[a], n) for a, n in enumerate(("E", "H", "I")))
     K = build_time_constant(topk_ids.shape_expr[1], "K")
-    return _launch(moe_stage_aot_spec("MoEPairDown", _DTYPE[inter.dtype], H, I, E, K), inter.shape_expr[0], H)
+    spec = moe_stage_aot_spec("MoEPairDown", _DTYPE[inter.dtype], H, I, E, K)
+    return _launch(spec, [inter, down, topk_ids, topk_weights, *outputs], inter.shape_expr[0], H)
 
 
 @trtp.register("deploykit::MoERoute")
@@ -184,7 +187,7 @@ def moe_route_tune(router_logits, top_k: int, norm_topk_prob: int, outputs):
 def moe_route_aot(router_logits, top_k: int, norm_topk_prob: int, outputs, tactic) -> AOT_RETURN:
     E = build_time_constant(router_logits.shape_expr[1], "E")
     spec = moe_stage_aot_spec("MoERoute", _DTYPE[router_logits.dtype], 0, 0, E, top_k, norm_topk_prob)
-    return _launch(spec, router_logits.shape_expr[0])
+    return _launch(spec, [router_logits, *outputs], router_logits.shape_expr[0])
 
 
 @trtp.register("deploykit::MoEAlign")
@@ -205,7 +208,7 @@ def moe_align_aot(router_logits, topk_ids, block_m: int, outputs, tactic) -> AOT
     pairs = topk_ids.shape_expr[0] * topk_ids.shape_expr[1]
     nb = outputs[1].shape_expr[0]  # block_expert's length: the contract's NB
     spec = moe_stage_aot_spec("MoEAlign", _DTYPE[router_logits.dtype], 0, 0, E, 1, block_m=block_m)
-    return _launch(spec, 1, None, [pairs, nb])
+    return _launch(spec, [router_logits, topk_ids, *outputs], 1, None, [pairs, nb])
 
 
 @trtp.register("deploykit::MoEGateUp")
@@ -227,7 +230,8 @@ def moe_gate_up_aot(hidden, gate_up, slot_pair, block_expert, top_k: int, block_
     E, I2 = build_time_constant(gate_up.shape_expr[0], "E"), build_time_constant(gate_up.shape_expr[1], "2I")
     H = build_time_constant(hidden.shape_expr[1], "H")
     spec = moe_stage_aot_spec("MoEGateUp", _DTYPE[hidden.dtype], H, I2 // 2, E, top_k, block_m=block_m)
-    return _launch(spec, block_expert.shape_expr[0], I2 // 2, [hidden.shape_expr[0] * top_k])
+    tensors = [hidden, gate_up, slot_pair, block_expert, *outputs]
+    return _launch(spec, tensors, block_expert.shape_expr[0], I2 // 2, [hidden.shape_expr[0] * top_k])
 
 
 @trtp.register("deploykit::MoEDown")
@@ -248,4 +252,5 @@ def moe_down_aot(inter, down, slot_pair, block_expert, topk_weights, block_m: in
     E, H, I = (build_time_constant(down.shape_expr[a], n) for a, n in enumerate(("E", "H", "I")))
     pairs = topk_weights.shape_expr[0] * topk_weights.shape_expr[1]
     spec = moe_stage_aot_spec("MoEDown", _DTYPE[inter.dtype], H, I, E, 1, block_m=block_m)
-    return _launch(spec, block_expert.shape_expr[0], H, [pairs])
+    tensors = [inter, down, slot_pair, block_expert, topk_weights, *outputs]
+    return _launch(spec, tensors, block_expert.shape_expr[0], H, [pairs])

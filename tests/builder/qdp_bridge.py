@@ -245,7 +245,9 @@ def main(out_path: str, *model_paths: str) -> None:
     real_compile = aot.compile_ptx
 
     def compile_ptx(spec, arch):  # records what each aot_impl compiled
-        COMPILED.append({"constexprs": spec.constexprs, "num_warps": spec.num_warps, "num_stages": spec.num_stages})
+        aligned = [i for i, name in enumerate(spec.pointer_args()) if name in spec.aligned_args()]
+        COMPILED.append({"constexprs": spec.constexprs, "num_warps": spec.num_warps, "num_stages": spec.num_stages,
+                         "aligned": aligned})  # positions among the op's inputs + outputs
         return real_compile(spec, arch)
 
     gdn_qdp.compile_ptx = moe_qdp.compile_ptx = compile_ptx

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -255,6 +256,20 @@ def test_plugins_launch_what_the_launchers_launch(bridged, record_launches, case
             launch_options = {k: call["kwargs"].pop(k, None) for k in ("num_warps", "num_stages")}
             assert got["constexprs"] == call["kwargs"], (case, r["op"], tactic)
             assert got["num_warps"] == (launch_options["num_warps"] or 4)
+
+
+ITEMSIZE = {"FLOAT": 4, "HALF": 2, "BF16": 2, "INT32": 4}
+
+
+@pytest.mark.parametrize("case", STATIC)
+def test_tensors_are_declared_aligned_only_where_every_row_starts_on_16_bytes(bridged, case):
+    """The AOT PTX assumes 16-byte alignment (128-bit loads) for a tensor exactly when its bytes per leading
+    index are a multiple of 16, so that any offset TensorRT can hand a plugin keeps it (plugins/aot.py)."""
+    for r in _launches(bridged[case]):
+        dims = r["inputs"] + r["outputs"]
+        want = [i for i, (d, t) in enumerate(zip(dims, r["types"])) if math.prod(d[1:]) * ITEMSIZE[t] % 16 == 0]
+        for got in r["tactics"].values():
+            assert got["aligned"] == want, (case, r["op"], dims)
 
 
 def test_conv_picks_its_decode_tiles_only_for_one_token(bridged):

@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from deploykit.plugins.aot import AOT_ARCHS
 
 SMEM_LIMIT = {
@@ -23,7 +24,11 @@ SMEM_LIMIT = {
 SM90_ONLY = "gdn_chunk_blocked"
 
 
-def test_every_kernel_compiles_to_ptx_for_each_arch(tmp_path):
+@pytest.fixture(scope="module")
+def compiled(tmp_path_factory) -> list[dict]:
+    """The JSON line `python -m deploykit.plugins.aot` prints for every kernel and arch (PTX path, ptxas'
+    registers, spills and memory-op widths)."""
+    tmp_path = tmp_path_factory.mktemp("aot")
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
     env.setdefault("TRITON_DEFAULT_FP_FUSION", "1")  # silences triton 3.9's default-change warning
     env["TRITON_CACHE_DIR"] = str(tmp_path / "cache")
@@ -43,6 +48,11 @@ def test_every_kernel_compiles_to_ptx_for_each_arch(tmp_path):
         out, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err[-3000:]
         rows += [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return rows
+
+
+def test_every_kernel_compiles_to_ptx_for_each_arch(compiled):
+    rows = compiled
     names = {r["name"] for r in rows}
     assert {
         "gdn_decode",
@@ -68,3 +78,45 @@ def test_every_kernel_compiles_to_ptx_for_each_arch(tmp_path):
         assert re.search(rf"\.visible \.entry {re.escape(r['entry'])}\(", ptx), r["name"]
         assert r["scratch"] == 0, r  # the two trailing scratch pointers Triton appends are never read
         assert r["shared"] <= SMEM_LIMIT[r["arch"]], r  # launchable: within the arch's shared memory
+
+
+THREADS = 128  # 4 warps: every kernel below (qwen35_specs)
+# Bytes each thread streams per unrolled step, hand-derived from the tiles of deploykit.plugins.aot.qwen35_specs:
+# moved in 128-bit instructions they need at least bytes / 16 of them, in the loads and (state) in the stores.
+STREAMED = {
+    "gdn_decode": (128 * 32 * 4 // THREADS, 128 * 32 * 4 // THREADS),  # fp32 state tile [Dk 128, BV 32], in + out
+    "moe_moe_pair_gate_up_kernel": (2 * 16 * 256 * 2 // THREADS, 0),  # gate and up rows [BN 16, BK 256] bf16
+    "moe_moe_token_down_kernel": (8 * 16 * 256 * 2 // THREADS, 0),  # 8 experts' down rows [BN 16, BK 256] bf16
+}
+NO_SPILL = {*STREAMED, "conv_decode", "conv_prefill", "moe_moe_route_kernel", "moe_moe_gate_up_kernel",
+            "moe_moe_down_kernel", "moe_moe_combine_kernel", "moe_prefill_MoEGateUp", "moe_prefill_MoEDown",
+            "gdn_split_prep", "gdn_split3_out"}
+
+
+def test_bandwidth_bound_kernels_stream_in_128_bit_ops_without_spills(compiled):
+    """What the H100 bandwidth targets need, read from ptxas' sm_90 machine code (plugins/sass.py): the decode
+    kernels move their state and expert weights with 128-bit loads and stores (the AOT PTX declares its tensors
+    16-byte aligned, as Triton's JIT does for torch tensors) and keep their working set out of local memory."""
+    sm90 = {r["name"]: r for r in compiled if r["arch"] == 90}
+    for name, (load_bytes, store_bytes) in STREAMED.items():
+        r = sm90[name]
+        assert r["loads"].get("128", 0) >= load_bytes // 16, (name, r["loads"])
+        assert r["stores"].get("128", 0) >= store_bytes // 16, (name, r["stores"])
+        assert "16" not in r["loads"] or name == "gdn_decode", (name, r["loads"])  # gdn: q/k/v/beta, one each
+    for name in NO_SPILL:
+        assert sm90[name]["spill"] == 0, (name, sm90[name]["regs"], sm90[name]["spill"])
+
+
+@pytest.mark.parametrize(
+    "regs,threads,shared,blocks",
+    [
+        (80, 128, 512, 6),  # 80 * 32 = 2560 registers a warp, 4 warps: 65536 // 10240
+        (255, 128, 0, 2),  # 255 * 32 = 8160, allocated as 8192 a warp: 65536 // 32768
+        (32, 128, 0, 16),  # registers allow 16, threads 2048 // 128 = 16
+        (64, 128, 100 * 1024, 2),  # shared: 228 KB // (100 KB + 1 KB reserved)
+    ],
+)
+def test_blocks_per_sm_follows_the_cuda_guide_limits(regs, threads, shared, blocks):
+    from deploykit.plugins.sass import blocks_per_sm
+
+    assert blocks_per_sm(regs, threads, shared) == blocks
