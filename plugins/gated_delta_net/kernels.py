@@ -442,18 +442,14 @@ def causal_conv1d_kernel(
     row_s = (i_b.to(tl.int64) * C + o_c) * (KW - 1)
     acc = tl.zeros([BC, BT], dtype=tl.float32)
     for j in tl.static_range(KW):
-        s = o_t + j  # position in full; < KW-1 reads conv_state, else x
-        in_x = s >= KW - 1
-        b_x = tl.load(
-            x + row_x[:, None] + (s - (KW - 1))[None, :], mask=m_c[:, None] & (m_t & in_x)[None, :], other=0.0
-        )
-        b_s = tl.load(
-            conv_state + row_s[:, None] + s[None, :],
-            mask=m_c[:, None] & (m_t & (s < KW - 1))[None, :],
-            other=0.0,
-        )
+        s = o_t + (j - (KW - 1))  # position in x; s < 0 is column KW-1+s of conv_state
+        b_x = tl.load(x + row_x[:, None] + s[None, :], mask=m_c[:, None] & (m_t & (s >= 0))[None, :], other=0.0)
+        b_x = b_x.to(tl.float32)
+        if i_t == 0:  # only the first time tile reaches back into conv_state (fewer loads and registers)
+            m_s = m_c[:, None] & (m_t & (s < 0))[None, :]
+            b_x += tl.load(conv_state + row_s[:, None] + (s + KW - 1)[None, :], mask=m_s, other=0.0).to(tl.float32)
         b_w = tl.load(weight + o_c * KW + j, mask=m_c, other=0.0).to(tl.float32)
-        acc += b_w[:, None] * (b_x.to(tl.float32) + b_s.to(tl.float32))
+        acc += b_w[:, None] * b_x
     if SILU:
         acc = acc * tl.sigmoid(acc)
     tl.store(

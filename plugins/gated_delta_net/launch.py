@@ -179,9 +179,12 @@ def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, 
 
 
 def conv_tiles(C: int, T: int) -> tuple[int, int]:
-    """(BC, BT): decode (T=1) wants many channels per program; prefill tiles time as well."""
+    """(BC, BT): decode (T=1) wants many channels per program; prefill tiles time as well, 16 x 64 at most:
+    with T not a multiple of 16 (any prompt; every AOT kernel) ptxas spills a 64 x 64 tile at 4 warps to
+    local memory (3 KB per thread, sm_90) and fits 16 x 64 in 110 registers (docs/kernels.md, "Static
+    resources")."""
     BT = min(64, triton.next_power_of_2(max(T, 1)))
-    return (256 if T <= 4 else 64), BT
+    return (256 if T <= 4 else 16), BT
 
 
 def grid_conv(B: int, C: int, T: int, BC: int, BT: int) -> tuple[int, int, int]:

@@ -277,7 +277,7 @@ def test_conv_picks_its_decode_tiles_only_for_one_token(bridged):
     (decode,) = _launches(bridged["conv_decode"])
     (prefill,) = _launches(bridged["conv_prefill"])
     assert decode["tactics"]["0"]["grid"] == [3, 2, 1]  # B = 3, ceil(300 / 256), one token
-    assert prefill["tactics"]["0"]["grid"] == [2, 2, 2]  # B = 2, ceil(96 / 64), ceil(100 / 64)
+    assert prefill["tactics"]["0"]["grid"] == [2, 6, 2]  # B = 2, ceil(96 / 16), ceil(100 / 64)
 
 
 @pytest.mark.parametrize("case", ["moe_dynamic", "gdn_dynamic"])
