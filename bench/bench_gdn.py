@@ -98,13 +98,15 @@ def decode(H, HV, B, configs: list[dict]) -> dict:
 
 
 _TF32 = dict(dot_precision="tf32")
-PREFILL_QUICK = [  # the candidates a short GPU call times: the persistent kernel and the multi-launch paths
+PREFILL_QUICK = [  # the candidates a short GPU call times: the persistent kernel and the multi-launch paths.
+    # Static sm_90 spills per thread (ptxas, bench/static_resources.py): the persistent chunk kernel 1.3-1.7 KB
+    # in every tile and warp count; the split/split3 scans none at these tiles and warps (num_warps: the scan's)
     dict(mode="chunk", solve="blocked", block_v=64, **_TF32),
     dict(mode="chunk", solve="rows", block_v=64, **_TF32),
+    dict(mode="split3", solve="rows", block_v=32, num_warps=8, **_TF32),
+    dict(mode="split3", solve="rows", block_v=16, **_TF32),
     dict(mode="split3", solve="blocked", block_v=32, **_TF32),
-    dict(mode="split3", solve="blocked", block_v=16, **_TF32),
-    dict(mode="split3", solve="rows", block_v=32, **_TF32),
-    dict(mode="split", solve="blocked", block_v=32, **_TF32),
+    dict(mode="split", solve="rows", block_v=32, num_warps=8, **_TF32),
 ]
 PREFILL_SWEEP = (
     [
