@@ -75,7 +75,7 @@ def run_configs(kind, shape: dict, args, configs, n_lat, n_thr, extra=None, fina
     return best
 
 
-KNOBS = ("mode", "dot_precision", "solve", "block_v", "num_warps")
+KNOBS = ("mode", "dot_precision", "solve", "block_v", "num_warps", "chunk_size")
 
 
 DECODE_SWEEP = [dict(block_v=bv, num_warps=w) for bv in (16, 32, 64) for w in (2, 4, 8)]
@@ -103,6 +103,7 @@ PREFILL_QUICK = [  # the candidates a short GPU call times: the persistent kerne
     # in every tile and warp count; the split/split3 scans none at these tiles and warps (num_warps: the scan's)
     dict(mode="chunk", solve="blocked", block_v=64, **_TF32),
     dict(mode="chunk", solve="rows", block_v=64, **_TF32),
+    dict(mode="chunk", solve="rows", block_v=32, chunk_size=16, **_TF32),  # QDP tactic 4: no spill
     dict(mode="split3", solve="rows", block_v=32, num_warps=8, **_TF32),
     dict(mode="split3", solve="rows", block_v=16, **_TF32),
     dict(mode="split3", solve="blocked", block_v=32, **_TF32),
@@ -110,10 +111,11 @@ PREFILL_QUICK = [  # the candidates a short GPU call times: the persistent kerne
 ]
 PREFILL_SWEEP = (
     [
-        dict(mode="chunk", solve=s, block_v=bv, num_warps=w, **_TF32)
+        dict(mode="chunk", solve=s, block_v=bv, num_warps=w, chunk_size=c, **_TF32)
         for s in ("rows", "blocked")
         for bv in (32, 64)
         for w in (4, 8)
+        for c in (16, 32, 64)
     ]
     + [dict(mode="split", solve=s, block_v=bv, **_TF32) for s in ("rows", "blocked") for bv in (32, 64)]
     + [

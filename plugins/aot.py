@@ -232,6 +232,7 @@ def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
         "gdn_decode": gdn_aot_spec(chunked=False, **gdn),
         "gdn_chunk": gdn_aot_spec(chunked=True, **gdn),
         "gdn_chunk_blocked": gdn_aot_spec(chunked=True, solve="blocked", **gdn),
+        "gdn_chunk16": gdn_aot_spec(chunked=True, chunk_size=16, block_v=32, **gdn),  # QDP tactic 4
         "gdn_split_prep": gdn_split_aot_specs(**gdn)[0],
         "gdn_split_scan": gdn_split_aot_specs(**gdn)[1],
         "gdn_split3_states": gdn_split_aot_specs(three=True, **gdn)[1],

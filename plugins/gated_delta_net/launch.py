@@ -22,6 +22,10 @@ from .kernels import (
 )
 
 CHUNK = 64  # tokens per chunk: fla and transformers use 64 (tensor-core friendly, solve stays cheap)
+# The persistent kernel also runs with 16- or 32-token chunks (`chunk_size`): at 64 its fp32 [64, 128] tiles
+# spill 1.2-1.7 KB a thread on sm_90 in every tile and warp count, at 16 they fit (docs/kernels.md, "Static
+# resources"). More, smaller sequential steps against no local memory: a trade for the GPU to decide.
+CHUNK_SIZES = (16, 32, 64)
 CHUNK_MIN_T = 64  # below one full chunk the recurrent kernel does less work than one chunk step
 MODES = ("auto", "recurrent", "chunk", "split", "split3")
 SCAN_STAGES = 2  # split/split3 scans. Triton's default 3 load stages need 169 KiB of shared memory on sm_80
@@ -81,12 +85,15 @@ def gated_delta_rule_fwd(
     solve: str = "rows",  # chunk/split only: "rows" (row substitution) or "blocked" (see kernels.py)
     block_v: int | None = None,
     num_warps: int | None = None,
+    chunk_size: int = CHUNK,  # chunk only: tokens per chunk step, one of CHUNK_SIZES
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (output [B,T,Hv,Dv] in v's dtype, final_state [B,Hv,Dk,Dv] fp32), like naive_gated_delta_rule.
     Keyword-only knobs are for benchmarks; plugins use the defaults."""
     _check_gdn(q, k, v, g, beta, initial_state)
     if mode not in MODES:
         raise ValueError(f"GatedDeltaRule: mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if chunk_size not in CHUNK_SIZES:
+        raise ValueError(f"GatedDeltaRule: chunk_size must be one of {CHUNK_SIZES}, got {chunk_size!r}")
     B, T, HK, K = q.shape
     HV, V = v.shape[2], v.shape[3]
     q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
@@ -112,7 +119,7 @@ def gated_delta_rule_fwd(
             T,
             o,
             ht,
-            BT=CHUNK,
+            BT=chunk_size,
             BV=BV,
             DOT=dot_precision,
             BLOCKED_SOLVE=solve == "blocked",
@@ -241,19 +248,23 @@ def gdn_aot_spec(
     batch_hint: int = 64,
     dot_precision: str = "tf32",
     solve: str = "rows",
+    chunk_size: int = CHUNK,
+    block_v: int | None = None,
+    num_warps: int = 4,
 ):
-    """The KernelSpec a TensorRT AOT plugin compiles: same kernel and tiles as gated_delta_rule_fwd.
-    Grid: (cdiv(V, BV), B * HV); runtime scalar: T."""
+    """The KernelSpec a TensorRT AOT plugin compiles: same kernel and tiles as gated_delta_rule_fwd with the
+    same knobs. Grid: (cdiv(V, BV), B * HV); runtime scalar: T."""
     from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
 
     t, f32 = "*" + TRITON_DTYPE[dtype], "*fp32"
     args = dict(q=t, k=t, v=t, g=f32, beta=t, h0=f32, T="i32", o=t, ht=f32)
     BK, BV = gdn_tiles(K, V, batch_hint, HV, chunked)
+    BV = block_v or BV
     cx = dict(HK=HK, HV=HV, K=K, V=V, BK=BK, BV=BV, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale))
     if chunked:
-        cx.update(BT=CHUNK, DOT=dot_precision, BLOCKED_SOLVE=solve == "blocked")
+        cx.update(BT=chunk_size, DOT=dot_precision, BLOCKED_SOLVE=solve == "blocked")
     kernel = gdn_chunk_kernel if chunked else gdn_recurrent_kernel
-    return KernelSpec(kernel, args, cx, num_warps=4, grid=(f"cdiv(V,{BV})", "B*HV"))
+    return KernelSpec(kernel, args, cx, num_warps=num_warps, grid=(f"cdiv(V,{BV})", "B*HV"))
 
 
 def gdn_split_aot_specs(

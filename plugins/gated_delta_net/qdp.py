@@ -38,7 +38,10 @@ trt, trtp = import_trt_plugin()
 AOT_RETURN = aot_impl_return_type(trtp)
 
 _DTYPE = {trt.float32: "float32", trt.float16: "float16", trt.bfloat16: "bfloat16"}
-TACTIC_RECURRENT, TACTIC_CHUNK, TACTIC_CHUNK_BLOCKED = 1, 2, 3
+TACTIC_RECURRENT, TACTIC_CHUNK, TACTIC_CHUNK_BLOCKED, TACTIC_CHUNK16 = 1, 2, 3, 4
+# TensorRT times every tactic when it builds the engine, on the engine's GPU, and keeps the fastest. 16-token
+# chunks with 32-column state tiles: the configuration that does not spill on sm_90 (docs/kernels.md).
+CHUNK16 = dict(chunk_size=16, block_v=32, num_warps=4)
 
 
 @trtp.register("deploykit::GatedDeltaRule")
@@ -72,7 +75,7 @@ def gated_delta_rule_tune(
     c = trtp.AutoTuneCombination()
     c.pos([0, 1, 2, 4, 6], "FP32|FP16|BF16")  # q, k, v, beta, output: the activation dtype 'T'
     c.pos([3, 5, 7], "FP32")  # g, initial_state, final_state
-    c.tactics([TACTIC_RECURRENT, TACTIC_CHUNK, TACTIC_CHUNK_BLOCKED])
+    c.tactics([TACTIC_RECURRENT, TACTIC_CHUNK, TACTIC_CHUNK_BLOCKED, TACTIC_CHUNK16])
     return [c]
 
 
@@ -101,6 +104,7 @@ def gated_delta_rule_aot(
         use_qk_l2norm,
         chunked=tactic != TACTIC_RECURRENT,
         solve="blocked" if tactic == TACTIC_CHUNK_BLOCKED else "rows",
+        **(CHUNK16 if tactic == TACTIC_CHUNK16 else {}),
     )
     ck = compile_ptx(aligned_to(spec, [q, k, v, g, beta, initial_state, *outputs]), device_arch())
     lp = trtp.KernelLaunchParams()

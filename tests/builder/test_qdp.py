@@ -215,7 +215,8 @@ def record_launches(monkeypatch):
 
 # the AOT plugin's dot precision is tf32 (gdn_aot_spec); the launcher takes it as a knob
 GDN_TACTICS = {"1": dict(mode="recurrent"), "2": dict(mode="chunk", dot_precision="tf32"),
-               "3": dict(mode="chunk", solve="blocked", dot_precision="tf32")}
+               "3": dict(mode="chunk", solve="blocked", dot_precision="tf32"),
+               "4": dict(mode="chunk", dot_precision="tf32", chunk_size=16, block_v=32, num_warps=4)}
 
 
 def _launcher_call(r, tactic: str, calls: list) -> dict:

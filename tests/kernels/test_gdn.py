@@ -112,6 +112,26 @@ def test_prefill_split_in_two_then_decode():
     assert rel_err(torch.cat(parts, dim=1), ro) <= 1e-5
 
 
+@pytest.mark.parametrize("chunk_size,solve", [(16, "rows"), (16, "blocked"), (32, "rows"), (32, "blocked")])
+def test_smaller_chunks_match_naive(chunk_size, solve):
+    """16- and 32-token chunks (QDP tactic 4, the bench's spill-free prefill): T = 70 is 4 full chunks of 16
+    plus 6 tokens, or 2 of 32 plus 6; GQA 2, non-zero initial state, fp32 and bf16 activations."""
+    for dtype, seed in ((torch.float32, 5), (torch.bfloat16, 6)):
+        args = make(2, 70, 1, 2, 16, 16, dtype, seed=seed)
+        o, h = gated_delta_rule_fwd(*args, 0.25, 1, mode="chunk", solve=solve, chunk_size=chunk_size)
+        ro, rh = naive_gated_delta_rule(*args, 0.25, 1)
+        assert rel_err(h, rh) <= 1e-5
+        if dtype == torch.float32:
+            assert rel_err(o, ro) <= 1e-5
+        else:
+            assert_within_rounding(o, ro)
+
+
+def test_unknown_chunk_size_raises():
+    with pytest.raises(ValueError, match="chunk_size must be one of"):
+        gated_delta_rule_fwd(*make(1, 2, 1, 1, 16, 16, torch.float32), 0.25, 1, mode="chunk", chunk_size=48)
+
+
 def test_zero_tokens_returns_the_state():
     args = make(2, 0, 1, 2, 16, 16, torch.float32)
     o, h = gated_delta_rule_fwd(*args, 0.25, 1)
@@ -130,14 +150,18 @@ def test_bad_shapes_raise():
 
 
 @pytest.mark.parametrize(
-    "mode,solve,block_v", [("chunk", "blocked", 64), ("split", "rows", 32), ("split3", "blocked", 32)]
+    "mode,solve,block_v,chunk_size",
+    [("chunk", "blocked", 64, CHUNK), ("chunk", "rows", 32, 16), ("split", "rows", 32, CHUNK),
+     ("split3", "blocked", 32, CHUNK)],
 )
-def test_qwen35_head_dims_with_the_gpu_tiles(mode, solve, block_v):
+def test_qwen35_head_dims_with_the_gpu_tiles(mode, solve, block_v, chunk_size):
     """Dk = Dv = 128 (every Qwen3.5 size): BK = 128, the 128-wide scratch, the 64-wide output tiles and the
     value tiles the benchmark times, which the tiny-head cases above never reach; bf16 activations, 2 full
     chunks + 22 tokens."""
     args = make(1, 2 * CHUNK + 22, 1, 2, 128, 128, torch.bfloat16, seed=11)
-    o, h = gated_delta_rule_fwd(*args, 128**-0.5, 1, mode=mode, solve=solve, block_v=block_v)
+    o, h = gated_delta_rule_fwd(
+        *args, 128**-0.5, 1, mode=mode, solve=solve, block_v=block_v, chunk_size=chunk_size
+    )
     ro, rh = naive_gated_delta_rule(*args, 128**-0.5, 1)
     assert rel_err(h, rh) <= 1e-5
     assert_within_rounding(o, ro)
