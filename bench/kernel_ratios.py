@@ -1,6 +1,6 @@
 """Joins bench_gdn/bench_moe output with the shared baselines' output from the same GPU call and prints ratios
 and the issue-5 targets.   python bench/kernel_ratios.py OUT_DIR
-(files written by bench/run_gpu.sh: gdn_*.jsonl, fla_*.jsonl, moe.jsonl, moe_baseline.jsonl)"""
+(files written by bench/run_gpu.sh: gdn_*.jsonl, fla*.jsonl, moe.jsonl, moe_baseline.jsonl, aot.jsonl)"""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def gdn(out_dir: str) -> None:
     ours = [r for r in mine if not r.get("sweep") and "throughput_ms" in r]
     fla = {
         (r["kernel"], r["H"], r["HV"], r.get("B", r.get("T"))): r
-        for r in rows_glob(f"{out_dir}/fla_*.jsonl")
+        for r in rows_glob(f"{out_dir}/fla*.jsonl")
         if "throughput_ms" in r
     }
     copy = next((r["copy_GBps"] for r in mine if "copy_GBps" in r), None)
@@ -119,7 +119,23 @@ def moe(out_dir: str) -> None:
     )
 
 
+def aot(out_dir: str) -> None:
+    """bench_aot.py: each AOT specialisation against its launcher's JIT run on this device."""
+    runs = [r for r in rows(f"{out_dir}/aot.jsonl") if "aot" in r]
+    if not runs:
+        return
+    print("AOT kernels (what engines embed) vs the launchers' JIT kernels, same device:")
+    for r in runs:
+        if "error" in r:
+            print(f"  FAILED TO RUN {r['aot']}: {r['error']}")
+            continue
+        verdict = "MATCH" if r["match"] else "MISMATCH"
+        print(f"  {verdict} {r['aot']:26s} {r['kernel']:24s} max |aot - jit| / max |jit| = {r['max_diff_rel']}; "
+              f"{r['aot_ms']} ms vs jit {r['jit_ms']} ms (aot/jit {r['aot_over_jit']})")
+
+
 if __name__ == "__main__":
     d = sys.argv[1] if len(sys.argv) > 1 else "out/bench"
     gdn(d)
     moe(d)
+    aot(d)

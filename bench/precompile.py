@@ -36,6 +36,13 @@ def moe_jobs() -> list[tuple]:
     return [("moe", key, cases) for key, cases in jobs.items()]
 
 
+def aot_jobs() -> list[tuple]:
+    """bench_aot.py's cases: their AOT specialisations are other cache entries than the JIT kernels'."""
+    import bench_aot as a
+
+    return [("aot", name, None) for name in a.CASES]
+
+
 def run(job: tuple) -> str:
     try:
         return _run(job)
@@ -48,7 +55,11 @@ def _run(job: tuple) -> str:
 
     t0 = time.perf_counter()
     kind, key, arg = job
-    if kind == "gdn":
+    if kind == "aot":
+        import bench_aot as a
+
+        a.compile_only(key)
+    elif kind == "gdn":
         import bench_gdn as g
 
         B, T, H, HV = key
@@ -63,14 +74,15 @@ def _run(job: tuple) -> str:
             del gate_up, down
     if torch.cuda.is_available():
         torch.cuda.synchronize()
-    return f"{kind} {key} {arg if kind == 'gdn' else len(arg)} cases: {time.perf_counter() - t0:.1f} s"
+    what = arg if kind == "gdn" else len(arg) if kind == "moe" else "aot"
+    return f"{kind} {key} {what} cases: {time.perf_counter() - t0:.1f} s"
 
 
 def main() -> None:
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     n = min(16, os.cpu_count() or 1)
     workers = int(sys.argv[sys.argv.index("--workers") + 1]) if "--workers" in sys.argv else n
-    jobs = moe_jobs() + gdn_jobs()  # the long MoE jobs first, so they do not finish last
+    jobs = moe_jobs() + gdn_jobs() + aot_jobs()  # the long MoE jobs first, so they do not finish last
     if "--smoke" in sys.argv:  # on the CPU: one job of each kind is enough to exercise this script
         jobs = [jobs[0], next(j for j in jobs if j[0] == "gdn" and j[1][1] == 1), jobs[-1]]
     t0 = time.perf_counter()

@@ -6,9 +6,10 @@
 #   bash bench/run_gpu.sh moe       # MoE tile sweep + 3 models x 4 batch sizes + transformers baseline (~6-8 min)
 #   bash bench/run_gpu.sh all       # everything (longer than a 10-minute per-call limit: use the stages)
 #   bash bench/run_gpu.sh quick     # THE ONE-CALL CHECK (device budget: 15 minutes a task): every issue-5
-#                                   # target case and its baseline, each step under its own timeout (555 s
-#                                   # in all), most decisive first, so a cut-off run still brings back rows.
-#                                   # It writes 8 files, the most the device tool brings back from $OUT.
+#                                   # target case and its baseline, then the AOT kernels (bench_aot.py), each
+#                                   # step under its own timeout (595 s in all), most decisive first, so a
+#                                   # cut-off run still brings back rows. It writes 8 files, the most the
+#                                   # device tool brings back from $OUT.
 # QUICK=1 skips the sweeps. Output: $OUT/bench (or out/bench) as JSON lines; kernel_ratios.py prints the
 # ratios and the issue-5 targets over whatever files exist.
 # The estimated times above are guesses; nothing here has run on a GPU yet. The harness itself runs on the
@@ -43,20 +44,24 @@ fla_cases() {  # kind, then "H HV N" triples; each case in its own process as fl
   local kind=$1; shift
   for c in "$@"; do python bench/baselines/fla_baseline.py "$kind" $c; done
 }
-if [ "$STAGE" = quick ]; then  # step timeouts: 90 + 60 + 45 + 120 + 120 + 60 + 60 = 555 s
-  step() {  # seconds, output file, command...: a step cut off or failed is noted, the next one still runs
+if [ "$STAGE" = quick ]; then  # step timeouts: 90 + 60 + 45 + 120 + 120 + 60 + 60 + 40 = 595 s
+  step() {  # seconds, output file, command...: a step cut off or failed is noted, the next one still runs;
+    # rows are appended (both fla steps write fla.jsonl: the device tool brings back 8 files at most)
     local secs=$1 file=$2; shift 2
-    timeout "$secs" "$@" | tee "$OUT_DIR/$file" || echo "note: $file cut at ${secs}s or failed"
+    timeout "$secs" "$@" | tee -a "$OUT_DIR/$file" || echo "note: $file cut at ${secs}s or failed"
   }
   baseline() { if [ -n "$S" ]; then echo "note: $2 skipped (smoke run: GPU-only baseline)"; else step "$@"; fi; }
   # all the specialisations below, compiled in parallel first (prints only: the 8 files are spoken for)
   timeout 90 python bench/precompile.py $S || echo "note: precompile cut at 90s or failed; steps compile the rest"
   step 60 gdn_decode.jsonl python bench/bench_gdn.py --quick --only decode $S
-  baseline 45 fla_recurrent.jsonl bash -c 'for c in "16 32 64" "16 32 1"; do python bench/baselines/fla_baseline.py recurrent $c; done'
+  baseline 45 fla.jsonl bash -c 'for c in "16 32 64" "16 32 1"; do python bench/baselines/fla_baseline.py recurrent $c; done'
   step 120 moe.jsonl python bench/bench_moe.py --quick $S
   step 120 gdn_prefill.jsonl python bench/bench_gdn.py --quick --only prefill $S
-  baseline 60 fla_chunk.jsonl bash -c 'for c in "16 32 8192" "32 32 8192"; do python bench/baselines/fla_baseline.py chunk $c; done'
+  baseline 60 fla.jsonl bash -c 'for c in "16 32 8192" "32 32 8192"; do python bench/baselines/fla_baseline.py chunk $c; done'
   baseline 60 moe_baseline.jsonl python bench/baselines/moe_baseline.py
+  # the AOT specialisations (what engines embed) run and checked against the JIT launchers; last, as the
+  # least decisive: if the call's own limit cuts it, kernel_ratios.py can be run on the files back home
+  step 40 aot.jsonl python bench/bench_aot.py $S
   python bench/kernel_ratios.py "$OUT_DIR" | tee "$OUT_DIR/ratios.txt"
   exit 0
 fi

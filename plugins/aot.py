@@ -75,8 +75,10 @@ class AotKernel:
         return self.num_warps * WARP_SIZE
 
 
-def compile_ptx(spec: KernelSpec, arch: int) -> AotKernel:
-    """Compiles one specialisation for sm_<arch> without a GPU."""
+def compile_kernel(spec: KernelSpec, arch: int):
+    """Triton's CompiledKernel of one specialisation for sm_<arch>, compiled without a GPU. On a GPU it can also
+    be launched as it is (`kernel[grid](*runtime args, *constexpr values)`), which bench/bench_aot.py does to
+    run the very code an AOT plugin embeds."""
     import triton
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
@@ -89,7 +91,61 @@ def compile_ptx(spec: KernelSpec, arch: int) -> AotKernel:
     names = spec.kernel.arg_names
     attrs = {(names.index(name),): [["tt.divisibility", ALIGN_BYTES]] for name in spec.aligned_args()}
     src = ASTSource(fn=spec.kernel, signature=signature, constexprs=dict(spec.constexprs), attrs=attrs)
-    ck = triton.compile(src, target=GPUTarget("cuda", arch, WARP_SIZE), options=options)
+    return triton.compile(src, target=GPUTarget("cuda", arch, WARP_SIZE), options=options)
+
+
+def spec_of_launch(kernel: Callable, args: tuple, kwargs: dict) -> KernelSpec:
+    """The KernelSpec of one launcher call `kernel[grid](*args, **kwargs)`: tensors become pointers of their
+    dtype, ints i32 scalars, the keyword arguments constexprs (num_warps / num_stages: launch options). For
+    comparing an AOT compile with the JIT launch of the same call (the QDP plugins build the same specs:
+    tests/builder/test_qdp.py)."""
+    types = {"torch.float32": "*fp32", "torch.float16": "*fp16", "torch.bfloat16": "*bf16", "torch.int32": "*i32"}
+    names = [n for n in kernel.arg_names if n not in kwargs]
+    if len(names) != len(args):
+        raise ValueError(f"{kernel.__name__}: {len(args)} positional args for {names}")
+    sig = {n: (types[str(a.dtype)] if hasattr(a, "dtype") else "i32") for n, a in zip(names, args)}
+    cx = {k: v for k, v in kwargs.items() if k not in ("num_warps", "num_stages")}
+    return KernelSpec(kernel, sig, cx, num_warps=kwargs.get("num_warps", 4), num_stages=kwargs.get("num_stages"))
+
+
+LAUNCHER_MODULES = ("deploykit.plugins.gated_delta_net.launch", "deploykit.plugins.moe.launch")
+
+
+class _Recorder:
+    """Stands in for a Triton kernel in the launcher modules: keeps the call instead of launching it."""
+
+    def __init__(self, kernel, calls: list):
+        self.kernel, self.calls = kernel, calls
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.calls.append((self.kernel, (*grid, 1, 1)[:3], args, kwargs))
+
+
+def recorded_launch(fn: Callable, args: tuple, kwargs: dict) -> tuple[tuple, list]:
+    """((kernel, grid, args, kwargs) of the one kernel launch `fn(*args, **kwargs)` makes, fn's outputs) with
+    the kernel not run: the outputs are allocated and never written. For a launcher of one kernel (an AOT
+    plugin's), on any device (nothing is launched)."""
+    import importlib
+
+    calls, saved = [], []
+    for name in LAUNCHER_MODULES:
+        mod = importlib.import_module(name)
+        for attr in [a for a in dir(mod) if a.endswith("_kernel")]:
+            saved.append((mod, attr, getattr(mod, attr)))
+            setattr(mod, attr, _Recorder(getattr(mod, attr), calls))
+    try:
+        outs = fn(*args, **kwargs)
+    finally:
+        for mod, attr, kernel in saved:
+            setattr(mod, attr, kernel)
+    if len(calls) != 1:
+        raise ValueError(f"{len(calls)} kernel launches; an AOT plugin is one kernel")
+    return calls[0], list(outs) if isinstance(outs, tuple | list) else [outs]
+
+
+def compile_ptx(spec: KernelSpec, arch: int) -> AotKernel:
+    """Compiles one specialisation for sm_<arch> without a GPU."""
+    ck = compile_kernel(spec, arch)
     return AotKernel(
         name=ck.metadata.name,
         ptx=ck.asm["ptx"],

@@ -188,29 +188,9 @@ def test_autotune_offers_each_activation_dtype_with_the_fixed_types(bridged):
             assert r["types"] in r["offered"]  # the build's own types are among them
 
 
-class _Recorder:
-    """Stands in for a Triton kernel in the launcher module: records the launch instead of running it."""
-
-    def __init__(self, name: str, calls: list):
-        self.name, self.calls = name, calls
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.calls.append({"kernel": self.name, "grid": [*grid, 1, 1, 1][:3], "args": args, "kwargs": kwargs})
-
-        return launch
-
-
 @pytest.fixture
-def record_launches(monkeypatch):
-    calls = []
+def gpu_launch_options(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")  # launch options as on a GPU (no CPU-interpreter upcast)
-    for module in ("deploykit.plugins.moe.launch", "deploykit.plugins.gated_delta_net.launch"):
-        mod = importlib.import_module(module)
-        for name in dir(mod):
-            if name.endswith("_kernel"):
-                monkeypatch.setattr(mod, name, _Recorder(name, calls))
-    return calls
 
 
 # the AOT plugin's dot precision is tf32 (gdn_aot_spec); the launcher takes it as a knob
@@ -219,33 +199,33 @@ GDN_TACTICS = {"1": dict(mode="recurrent"), "2": dict(mode="chunk", dot_precisio
                "4": dict(mode="chunk", dot_precision="tf32", chunk_size=16, block_v=32, num_warps=4)}
 
 
-def _launcher_call(r, tactic: str, calls: list) -> dict:
-    """What the op's torch launcher launches for the plugin's (static) input shapes and attributes."""
+def _launcher_call(r, tactic: str) -> dict:
+    """What the op's torch launcher launches (one kernel, not run) for the plugin's static input shapes and
+    attributes."""
     from deploykit.plugins import launcher
+    from deploykit.plugins.aot import recorded_launch
 
     spec = ALL_OPS[r["op"]]
     inputs = [torch.zeros(d, dtype=TORCH[t]) for d, t in zip(r["inputs"], r["types"])]
     attrs = [r["attrs"][a.name] for a in spec.attributes if a.name != "plugin_version"]
     attrs = [string_attribute(a) if isinstance(a, str) else a for a in attrs]
     kwargs = GDN_TACTICS[tactic] if r["op"] == "GatedDeltaRule" else {}
-    calls.clear()
-    launcher(r["op"])(*inputs, *attrs, **kwargs)
-    assert len(calls) == 1, [c["kernel"] for c in calls]  # one kernel per plugin
-    return calls[0]
+    (kernel, grid, args, call_kwargs), _ = recorded_launch(launcher(r["op"]), (*inputs, *attrs), kwargs)
+    return {"kernel": kernel.__name__, "grid": list(grid), "args": args, "kwargs": dict(call_kwargs)}
 
 
 STATIC = ["moe_pairs", "moe_grouped16", "moe_grouped64", "gdn_prefill", "gdn_decode", "conv_decode", "conv_prefill"]
 
 
 @pytest.mark.parametrize("case", STATIC)
-def test_plugins_launch_what_the_launchers_launch(bridged, record_launches, case):
+def test_plugins_launch_what_the_launchers_launch(bridged, gpu_launch_options, case):
     """Same kernel, grid, block and scalar arguments as the tested torch launcher; the PTX takes the tensors and
     scalars in TensorRT's AOT order (inputs, extra scalars, outputs) plus Triton's two scratch pointers."""
     for r in _launches(bridged[case]):
         want_tactics = set(GDN_TACTICS) if r["op"] == "GatedDeltaRule" else {"0"}
         assert set(r["tactics"]) == want_tactics
         for tactic, got in r["tactics"].items():
-            call = _launcher_call(r, tactic, record_launches)
+            call = _launcher_call(r, tactic)
             scalars = [a for a in call["args"] if isinstance(a, int) and not isinstance(a, bool)]
             abi = [".u32" if isinstance(a, int) else ".u64" for a in call["args"]] + [".u64", ".u64"]
             assert got["kernel"] == call["kernel"], (case, tactic)

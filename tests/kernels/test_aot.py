@@ -121,3 +121,46 @@ def test_blocks_per_sm_follows_the_cuda_guide_limits(regs, threads, shared, bloc
     from deploykit.plugins.sass import blocks_per_sm
 
     assert blocks_per_sm(regs, threads, shared) == blocks
+
+
+def _qwen_gdn_inputs(B, T):
+    """Qwen3.5 GDN shapes (16 key / 32 value heads of 128), bf16, on the CPU: nothing is launched."""
+    import torch
+
+    z = lambda *s, dtype=torch.bfloat16: torch.zeros(*s, dtype=dtype)  # noqa: E731
+    return (z(B, T, 16, 128), z(B, T, 16, 128), z(B, T, 32, 128), z(B, T, 32, dtype=torch.float32),
+            z(B, T, 32), z(B, 32, 128, 128, dtype=torch.float32), 128**-0.5, 1)
+
+
+def test_the_specs_of_launcher_calls_are_the_qdp_plugins_specs(monkeypatch):
+    """bench/bench_aot.py compiles `spec_of_launch` of a launcher's call and runs it on the GPU as the AOT
+    kernel; that stands for the QDP plugins only if their aot_impls build the same specs (kernel, argument
+    types, constexprs, warps). Here for every GDN tactic and MoE's pair stages at Qwen3.5 shapes."""
+    import torch
+    from deploykit.plugins.aot import recorded_launch, spec_of_launch
+    from deploykit.plugins.gated_delta_net import gated_delta_rule_fwd
+    from deploykit.plugins.gated_delta_net.launch import gdn_aot_spec
+    from deploykit.plugins.moe import moe_pair_gate_up_fwd
+    from deploykit.plugins.moe.launch import moe_stage_aot_spec
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # the GPU's launch options (no interpreter upcast)
+    gdn = dict(dtype="bfloat16", HK=16, HV=32, K=128, V=128, scale=128**-0.5, use_qk_l2norm=1)
+    cases = [  # (launcher, args, kwargs, the QDP aot_impl's spec: plugins/*/qdp.py)
+        (gated_delta_rule_fwd, _qwen_gdn_inputs(64, 1), dict(mode="recurrent"), gdn_aot_spec(chunked=False, **gdn)),
+        (gated_delta_rule_fwd, _qwen_gdn_inputs(64, 100), dict(mode="chunk", dot_precision="tf32"),
+         gdn_aot_spec(chunked=True, **gdn)),
+        (gated_delta_rule_fwd, _qwen_gdn_inputs(64, 100), dict(mode="chunk", dot_precision="tf32", solve="blocked"),
+         gdn_aot_spec(chunked=True, solve="blocked", **gdn)),
+        (gated_delta_rule_fwd, _qwen_gdn_inputs(1, 100),
+         dict(mode="chunk", dot_precision="tf32", chunk_size=16, block_v=32, num_warps=4),
+         gdn_aot_spec(chunked=True, chunk_size=16, block_v=32, **gdn)),
+        (moe_pair_gate_up_fwd, (torch.zeros(2, 2048, dtype=torch.bfloat16), torch.zeros(2, 256, dtype=torch.bfloat16),
+                                torch.zeros(256, 1024, 2048, dtype=torch.bfloat16), 8, 1), {},
+         moe_stage_aot_spec("MoEPairGateUp", "bfloat16", 2048, 512, 256, 8, 1)),
+    ]
+    for fn, args, kwargs, qdp in cases:
+        (kernel, _, call_args, call_kwargs), _ = recorded_launch(fn, args, kwargs)
+        got = spec_of_launch(kernel, call_args, call_kwargs)
+        assert got.kernel is qdp.kernel, kernel
+        assert (got.args, got.constexprs) == (qdp.args, qdp.constexprs), kernel
+        assert (got.num_warps, got.num_stages) == (qdp.num_warps, qdp.num_stages), kernel

@@ -46,7 +46,12 @@ def test_quick_gpu_call_runs_checks_and_reports_on_the_cpu(tmp_path):
     assert {r["path"] for r in runs} == {"grouped", "pairs"}
     assert all(r["max_err_over_max_ref"] <= 4 * 2.0**-7 for r in runs), runs
 
+    aot = [r for r in _rows(out / "aot.jsonl") if "aot" in r]  # every AOT case ran and matched its launcher
+    assert aot and all(r.get("match") for r in aot), aot
+    assert {r["kernel"] for r in aot} >= {"gdn_recurrent_kernel", "gdn_chunk_kernel", "moe_token_down_kernel"}
+
     report = (out / "ratios.txt").read_text()
     assert "MISMATCH" not in report and "FAILED TO RUN" not in report
+    assert report.count("MATCH gdn_") == 3  # the AOT section
     assert f"MoE correctness on this run's device: {len(runs)} of {len(runs)} runs" in report
     assert "[target >= 70 %:" in report  # the issue-5 target line is printed for the 35B-A3B rows
