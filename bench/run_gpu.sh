@@ -7,7 +7,7 @@
 #   bash bench/run_gpu.sh all       # everything (longer than a 10-minute per-call limit: use the stages)
 #   bash bench/run_gpu.sh quick     # THE ONE-CALL CHECK (device budget: 15 minutes a task): every issue-5
 #                                   # target case and its baseline, then the AOT kernels (bench_aot.py), each
-#                                   # step under its own timeout (595 s in all), most decisive first, so a
+#                                   # step under its own timeout (590 s in all), most decisive first, so a
 #                                   # cut-off run still brings back rows. It writes 8 files, the most the
 #                                   # device tool brings back from $OUT.
 # QUICK=1 skips the sweeps. Output: $OUT/bench (or out/bench) as JSON lines; kernel_ratios.py prints the
@@ -44,7 +44,7 @@ fla_cases() {  # kind, then "H HV N" triples; each case in its own process as fl
   local kind=$1; shift
   for c in "$@"; do python bench/baselines/fla_baseline.py "$kind" $c; done
 }
-if [ "$STAGE" = quick ]; then  # step timeouts: 90 + 60 + 45 + 120 + 120 + 60 + 60 + 40 = 595 s
+if [ "$STAGE" = quick ]; then  # step timeouts: 90 + 60 + 45 + 120 + 120 + 60 + 60 + 35 = 590 s
   step() {  # seconds, output file, command...: a step cut off or failed is noted, the next one still runs;
     # rows are appended (both fla steps write fla.jsonl: the device tool brings back 8 files at most)
     local secs=$1 file=$2; shift 2
@@ -61,7 +61,7 @@ if [ "$STAGE" = quick ]; then  # step timeouts: 90 + 60 + 45 + 120 + 120 + 60 + 
   baseline 60 moe_baseline.jsonl python bench/baselines/moe_baseline.py
   # the AOT specialisations (what engines embed) run and checked against the JIT launchers; last, as the
   # least decisive: if the call's own limit cuts it, kernel_ratios.py can be run on the files back home
-  step 40 aot.jsonl python bench/bench_aot.py $S
+  step 35 aot.jsonl python bench/bench_aot.py $S
   python bench/kernel_ratios.py "$OUT_DIR" | tee "$OUT_DIR/ratios.txt"
   exit 0
 fi
