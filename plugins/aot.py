@@ -125,6 +125,14 @@ def recorded_launch(fn: Callable, args: tuple, kwargs: dict) -> tuple[tuple, lis
     """((kernel, grid, args, kwargs) of the one kernel launch `fn(*args, **kwargs)` makes, fn's outputs) with
     the kernel not run: the outputs are allocated and never written. For a launcher of one kernel (an AOT
     plugin's), on any device (nothing is launched)."""
+    calls, outs = recorded_launches(fn, args, kwargs)
+    if len(calls) != 1:
+        raise ValueError(f"{len(calls)} kernel launches; an AOT plugin is one kernel")
+    return calls[0], outs
+
+
+def recorded_launches(fn: Callable, args: tuple, kwargs: dict) -> tuple[list[tuple], list]:
+    """Every (kernel, grid, args, kwargs) that `fn(*args, **kwargs)` launches, in order, none of them run."""
     import importlib
 
     calls, saved = [], []
@@ -138,9 +146,7 @@ def recorded_launch(fn: Callable, args: tuple, kwargs: dict) -> tuple[tuple, lis
     finally:
         for mod, attr, kernel in saved:
             setattr(mod, attr, kernel)
-    if len(calls) != 1:
-        raise ValueError(f"{len(calls)} kernel launches; an AOT plugin is one kernel")
-    return calls[0], list(outs) if isinstance(outs, tuple | list) else [outs]
+    return calls, list(outs) if isinstance(outs, tuple | list) else [outs]
 
 
 def compile_ptx(spec: KernelSpec, arch: int) -> AotKernel:

@@ -31,6 +31,22 @@ ACTIVATION_TRT_TYPES = ("FLOAT", "HALF", "BF16")  # contract ACTIVATION_DTYPES i
 _TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32"}  # every contract dtype
 _FIXED_TRT_TYPES = {"float32": "FLOAT", "int32": "INT32"}  # contract dtypes that do not follow 'T'
 _DIM_OPS = {"add": "SUM", "sub": "SUB", "mul": "PROD", "floordiv": "FLOOR_DIV", "cdiv": "CEIL_DIV", "min": "MIN"}
+# Launcher keywords of the tactics an op offers. TensorRT times every tactic when it builds the engine, on the
+# engine's GPU, keeps the fastest and sets it again when the engine is loaded. These plugins run the launchers
+# (Python at runtime), so GatedDeltaRule's multi-launch paths are candidates too; the QDP AOT plugins offer
+# single-kernel tactics only (plugins/gated_delta_net/qdp.py). The first tactic, and tactic 0 (none chosen),
+# is the launcher's own choice ("auto"): what runs where nothing was timed (TensorRT for RTX's CPU build asks
+# for the tactics but sets none, tests/builder/test_enqueue.py).
+TACTICS: dict[str, dict[int, dict]] = {
+    "GatedDeltaRule": {
+        1: {},
+        2: {"mode": "recurrent"},
+        3: {"mode": "chunk"},
+        4: {"mode": "chunk", "chunk_size": 16, "block_v": 32},  # no spills on sm_90 (docs/kernels.md)
+        5: {"mode": "split"},
+        6: {"mode": "split3"},
+    },
+}
 
 
 def plugin_fields(spec: OpSpec) -> tuple[AttributeSpec, ...]:
@@ -144,12 +160,15 @@ def make_plugin_class(trt, spec: OpSpec):
             self.num_outputs = len(spec.outputs)
             self.timing_cache_id = ""
             self.attrs = dict(attrs)
+            self.tactic = 0
 
         def get_capability_interface(self, capability_type):
             return self
 
         def clone(self):
-            return ContractPlugin(self.attrs)
+            twin = ContractPlugin(self.attrs)
+            twin.tactic = self.tactic
+            return twin
 
         def get_output_data_types(self, input_types):
             names = output_type_names(spec, [t.name for t in input_types])
@@ -181,10 +200,10 @@ def make_plugin_class(trt, spec: OpSpec):
             return 0  # the launchers allocate nothing outside their outputs
 
         def get_valid_tactics(self):
-            return []
+            return list(TACTICS.get(spec.name, {}))
 
         def set_tactic(self, tactic):
-            pass
+            self.tactic = tactic
 
         def get_fields_to_serialize(self):
             return _encode_fields(trt, spec, self.attrs)
@@ -196,7 +215,7 @@ def make_plugin_class(trt, spec: OpSpec):
             return self.clone()
 
         def enqueue(self, input_desc, output_desc, inputs, outputs, workspace, stream):
-            _enqueue(spec, self.attrs, input_desc, output_desc, inputs, outputs, stream)
+            _enqueue(spec, self.attrs, input_desc, output_desc, inputs, outputs, stream, self.tactic)
 
     ContractPlugin.__name__ = ContractPlugin.__qualname__ = f"{spec.name}Plugin"
     return ContractPlugin
@@ -232,18 +251,19 @@ class _DevicePointer:
                                          "version": 3, "strides": None}
 
 
-def run_launcher(spec: OpSpec, attrs: dict, inputs: list, outputs: list) -> None:
+def run_launcher(spec: OpSpec, attrs: dict, inputs: list, outputs: list, tactic: int = 0) -> None:
     """What enqueue does once TensorRT's buffers are torch tensors: call the op's launcher (contract inputs,
-    then attributes, in contract order; deploykit.plugins.LAUNCHERS) and copy its results into `outputs`."""
+    then attributes, in contract order; deploykit.plugins.LAUNCHERS) with the tactic's keywords and copy its
+    results into `outputs`."""
     from deploykit.plugins import launcher
 
     args = [attrs[a.name] for a in plugin_fields(spec)]
-    results = launcher(spec.name)(*inputs, *args)
+    results = launcher(spec.name)(*inputs, *args, **TACTICS.get(spec.name, {}).get(tactic, {}))
     for out, res in zip(outputs, results if isinstance(results, (tuple, list)) else (results,)):
         out.copy_(res)
 
 
-def _enqueue(spec: OpSpec, attrs: dict, input_desc, output_desc, inputs, outputs, stream) -> None:
+def _enqueue(spec: OpSpec, attrs: dict, input_desc, output_desc, inputs, outputs, stream, tactic: int) -> None:
     """GPU only (never called at build time): view TensorRT's device buffers as torch tensors, run on its stream."""
     import torch
 
@@ -256,4 +276,4 @@ def _enqueue(spec: OpSpec, attrs: dict, input_desc, output_desc, inputs, outputs
     ins = [view(d, p) for d, p in zip(input_desc, inputs)]
     outs = [view(d, p) for d, p in zip(output_desc, outputs)]
     with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
-        run_launcher(spec, attrs, ins, outs)
+        run_launcher(spec, attrs, ins, outs, tactic)

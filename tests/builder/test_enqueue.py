@@ -27,15 +27,20 @@ def _parsed_plugins(backend, save) -> dict:
     return out
 
 
-def test_gated_delta_rule_enqueue_matches_naive(backend, save):
-    from deploykit.plugins.tensorrt_v3 import run_launcher
+@pytest.mark.parametrize("tactic", [0, 1, 2, 3, 4, 5, 6])
+def test_gated_delta_rule_enqueue_matches_naive(backend, save, tactic):
+    """Every tactic the plugin offers TensorRT to time (0: none chosen; 0 and 1: the launcher's own choice)."""
+    from deploykit.plugins.tensorrt_v3 import TACTICS, run_launcher
 
     from deploykit.ops.contract import GATED_DELTA_RULE
     from deploykit.ops.gated_delta_rule import naive_gated_delta_rule
 
     plugin = _parsed_plugins(backend, save)["GatedDeltaRule"]  # attributes decoded from TensorRT's fields
+    assert plugin.get_valid_tactics() == sorted(TACTICS["GatedDeltaRule"])
+    plugin.set_tactic(tactic)
+    assert plugin.clone().tactic == tactic  # TensorRT clones the plugin it configured
     gen = torch.Generator().manual_seed(0)
-    B, T, Hk, Hv, Dk, Dv = 1, 3, 2, 4, 8, 8  # contract_model's head sizes
+    B, T, Hk, Hv, Dk, Dv = 1, 19, 2, 4, 8, 8  # contract_model's head sizes; T: one 16-token chunk and 3
     q, k = (torch.randn(B, T, Hk, Dk, generator=gen) for _ in range(2))
     v = torch.randn(B, T, Hv, Dv, generator=gen)
     g = -torch.rand(B, T, Hv, generator=gen)
@@ -43,10 +48,36 @@ def test_gated_delta_rule_enqueue_matches_naive(backend, save):
     h0 = torch.randn(B, Hv, Dk, Dv, generator=gen)
     assert plugin.attrs == {"scale": pytest.approx(0.35), "use_qk_l2norm": 1}  # the node's attribute values
     outs = [torch.full_like(v, float("nan")), torch.full_like(h0, float("nan"))]  # TensorRT's output buffers
-    run_launcher(GATED_DELTA_RULE, plugin.attrs, [q, k, v, g, beta, h0], outs)
+    run_launcher(GATED_DELTA_RULE, plugin.attrs, [q, k, v, g, beta, h0], outs, plugin.tactic)
     ref_o, ref_s = naive_gated_delta_rule(q, k, v, g, beta, h0, scale=0.35, use_qk_l2norm=1)
     torch.testing.assert_close(outs[0], ref_o, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(outs[1], ref_s, atol=1e-5, rtol=1e-5)
+
+
+AUTO_100 = ["gdn_chunk_prep_kernel", "gdn_chunk_scan_kernel"]  # the launcher's "auto" at 100 tokens: "split"
+
+
+@pytest.mark.parametrize("tactic,kernels,chunk", [
+    (0, AUTO_100, None), (1, AUTO_100, None), (2, ["gdn_recurrent_kernel"], None), (3, ["gdn_chunk_kernel"], 64),
+    (4, ["gdn_chunk_kernel"], 16), (5, AUTO_100, None),
+    (6, ["gdn_chunk_prep_kernel", "gdn_chunk_states_kernel", "gdn_chunk_out_kernel"], None),
+])
+def test_the_tactic_chosen_is_the_kernel_launched(tactic, kernels, chunk):
+    """The tactic TensorRT sets reaches the launcher: the kernels launched (recorded, not run), the chunk size."""
+    from deploykit.plugins.aot import recorded_launches
+    from deploykit.plugins.tensorrt_v3 import run_launcher
+
+    from deploykit.ops.contract import GATED_DELTA_RULE
+
+    B, T, Hk, Hv, Dk, Dv = 1, 100, 2, 4, 8, 8
+    ins = [torch.zeros(B, T, Hk, Dk), torch.zeros(B, T, Hk, Dk), torch.zeros(B, T, Hv, Dv), torch.zeros(B, T, Hv),
+           torch.zeros(B, T, Hv), torch.zeros(B, Hv, Dk, Dv)]
+    outs = [torch.empty(B, T, Hv, Dv), torch.empty(B, Hv, Dk, Dv)]
+    attrs = {"scale": 0.35, "use_qk_l2norm": 1}
+    calls, _ = recorded_launches(run_launcher, (GATED_DELTA_RULE, attrs, ins, outs, tactic), {})
+    assert [c[0].__name__ for c in calls] == kernels
+    if chunk:
+        assert calls[0][3]["BT"] == chunk
 
 
 def test_moe_enqueue_matches_naive(backend, save):
