@@ -37,6 +37,10 @@ _DIM_OPS = {"add": "SUM", "sub": "SUB", "mul": "PROD", "floordiv": "FLOOR_DIV", 
 # single-kernel tactics only (plugins/gated_delta_net/qdp.py). The first tactic, and tactic 0 (none chosen),
 # is the launcher's own choice ("auto"): what runs where nothing was timed (TensorRT for RTX's CPU build asks
 # for the tactics but sets none, tests/builder/test_enqueue.py).
+# Ops whose launcher takes `out=` buffers: GatedDeltaRule's final state is as large as everything its decode
+# kernel reads, so copying it from a launcher-owned tensor would double the step's memory traffic. The others
+# copy outputs that are small next to what their kernels read (MoE: [N, H] against the expert weights).
+WRITES_OUTPUTS = ("GatedDeltaRule",)
 TACTICS: dict[str, dict[int, dict]] = {
     "GatedDeltaRule": {
         1: {},
@@ -258,7 +262,11 @@ def run_launcher(spec: OpSpec, attrs: dict, inputs: list, outputs: list, tactic:
     from deploykit.plugins import launcher
 
     args = [attrs[a.name] for a in plugin_fields(spec)]
-    results = launcher(spec.name)(*inputs, *args, **TACTICS.get(spec.name, {}).get(tactic, {}))
+    kwargs = TACTICS.get(spec.name, {}).get(tactic, {})
+    if spec.name in WRITES_OUTPUTS:  # straight into TensorRT's buffers, no copy
+        launcher(spec.name)(*inputs, *args, out=tuple(outputs), **kwargs)
+        return
+    results = launcher(spec.name)(*inputs, *args, **kwargs)
     for out, res in zip(outputs, results if isinstance(results, (tuple, list)) else (results,)):
         out.copy_(res)
 

@@ -86,9 +86,11 @@ def gated_delta_rule_fwd(
     block_v: int | None = None,
     num_warps: int | None = None,
     chunk_size: int = CHUNK,  # chunk only: tokens per chunk step, one of CHUNK_SIZES
+    out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (output [B,T,Hv,Dv] in v's dtype, final_state [B,Hv,Dk,Dv] fp32), like naive_gated_delta_rule.
-    Keyword-only knobs are for benchmarks; plugins use the defaults."""
+    Keyword-only knobs are for benchmarks; plugins use the defaults. `out`: contiguous buffers of those shapes
+    and dtypes to write into (a plugin's TensorRT outputs; a copy of the state would move its bytes twice)."""
     _check_gdn(q, k, v, g, beta, initial_state)
     if mode not in MODES:
         raise ValueError(f"GatedDeltaRule: mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -98,8 +100,11 @@ def gated_delta_rule_fwd(
     HV, V = v.shape[2], v.shape[3]
     q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
     h0 = initial_state.to(torch.float32).contiguous()
-    o = torch.empty_like(v)
-    ht = torch.empty_like(h0)
+    o, ht = out if out is not None else (torch.empty_like(v), torch.empty_like(h0))
+    for buf, like, name in ((o, v, "output"), (ht, h0, "final_state")):
+        if buf.shape != like.shape or buf.dtype != like.dtype or not buf.is_contiguous():
+            raise ValueError(f"GatedDeltaRule: out {name} must be contiguous {like.dtype} {list(like.shape)}, got "
+                             f"{buf.dtype} {list(buf.shape)}")
     if T == 0 or mode == "recurrent" or (mode == "auto" and T < CHUNK_MIN_T):
         mode = "recurrent"
     BK, BV = gdn_tiles(K, V, B, HV, chunked=mode != "recurrent")

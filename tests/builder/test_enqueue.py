@@ -80,6 +80,22 @@ def test_the_tactic_chosen_is_the_kernel_launched(tactic, kernels, chunk):
         assert calls[0][3]["BT"] == chunk
 
 
+def test_gated_delta_rule_enqueue_writes_into_tensorrts_buffers():
+    """The kernel's output arguments are TensorRT's buffers themselves (no launcher-owned result copied over)."""
+    from deploykit.plugins.aot import recorded_launches
+    from deploykit.plugins.tensorrt_v3 import run_launcher
+
+    from deploykit.ops.contract import GATED_DELTA_RULE
+
+    B, T, Hk, Hv, Dk, Dv = 2, 1, 2, 4, 8, 8
+    ins = [torch.zeros(B, T, Hk, Dk), torch.zeros(B, T, Hk, Dk), torch.zeros(B, T, Hv, Dv), torch.zeros(B, T, Hv),
+           torch.zeros(B, T, Hv), torch.zeros(B, Hv, Dk, Dv)]
+    outs = [torch.empty(B, T, Hv, Dv), torch.empty(B, Hv, Dk, Dv)]
+    calls, _ = recorded_launches(run_launcher, (GATED_DELTA_RULE, {"scale": 0.35, "use_qk_l2norm": 1}, ins, outs), {})
+    (_, _, args, _), = calls
+    assert args[-2] is outs[0] and args[-1] is outs[1]  # the kernel's o and ht
+
+
 def test_moe_enqueue_matches_naive(backend, save):
     from deploykit.plugins.tensorrt_v3 import run_launcher
 

@@ -127,6 +127,17 @@ def test_smaller_chunks_match_naive(chunk_size, solve):
             assert_within_rounding(o, ro)
 
 
+def test_out_buffers_are_written_and_checked():
+    args = make(2, 5, 1, 2, 16, 16, torch.float32, seed=9)
+    o, h = torch.full((2, 5, 2, 16), float("nan")), torch.full((2, 2, 16, 16), float("nan"))
+    got = gated_delta_rule_fwd(*args, 0.25, 1, out=(o, h))
+    ro, rh = naive_gated_delta_rule(*args, 0.25, 1)
+    assert got[0] is o and got[1] is h
+    assert rel_err(h, rh) <= 1e-5 and rel_err(o, ro) <= 1e-5
+    with pytest.raises(ValueError, match="out final_state must be contiguous"):
+        gated_delta_rule_fwd(*args, 0.25, 1, out=(o, h.transpose(2, 3)))
+
+
 def test_unknown_chunk_size_raises():
     with pytest.raises(ValueError, match="chunk_size must be one of"):
         gated_delta_rule_fwd(*make(1, 2, 1, 1, 16, 16, torch.float32), 0.25, 1, mode="chunk", chunk_size=48)
