@@ -26,10 +26,11 @@ import_plugins()
 import bench_gdn as gdn  # noqa: E402  (shapes and inputs of the GDN benchmark)
 import bench_moe as moe  # noqa: E402
 from deploykit.plugins import launcher  # noqa: E402
-from deploykit.plugins.aot import compile_kernel, recorded_launch, spec_of_launch  # noqa: E402
+from deploykit.plugins.aot import compile_kernel, device_arch, recorded_launch, spec_of_launch  # noqa: E402
+from deploykit.plugins.gated_delta_net.launch import CHUNK16  # noqa: E402
 
 MATCH = 2**-7  # max |AOT - JIT| over max |JIT|, per output: one bf16 ulp of the largest value
-TACTIC4 = dict(mode="chunk", dot_precision="tf32", chunk_size=16, block_v=32, num_warps=4)  # QDP GDN tactic 4
+TACTIC4 = dict(mode="chunk", dot_precision="tf32", **CHUNK16)  # QDP GDN tactic 4
 
 
 def _gdn(B, T, tactic):
@@ -90,8 +91,7 @@ def aot_runner(call):
     spec = spec_of_launch(kernel, args, kwargs)
     if DEV != "cuda":  # smoke: no GPU to compile for; replay the same call through the interpreter
         return spec, lambda: kernel[grid](*args, **spec.constexprs, num_warps=spec.num_warps)
-    major, minor = torch.cuda.get_device_capability()
-    compiled = compile_kernel(spec, major * 10 + minor)
+    compiled = compile_kernel(spec, device_arch())
     return spec, lambda: compiled[grid](*args, *spec.constexprs.values())
 
 

@@ -22,6 +22,7 @@ import_plugins()
 from deploykit.ops.causal_conv1d import naive_causal_conv1d  # noqa: E402
 from deploykit.ops.gated_delta_rule import naive_gated_delta_rule  # noqa: E402
 from deploykit.plugins.gated_delta_net import causal_conv1d_fwd, gated_delta_rule_fwd  # noqa: E402
+from deploykit.plugins.gated_delta_net.launch import CHUNK16  # noqa: E402
 
 K = V = 16 if SMOKE else 128  # every Qwen3.5 size: key and value head dims 128 (shared/reference/qwen35.md)
 
@@ -103,7 +104,7 @@ PREFILL_QUICK = [  # the candidates a short GPU call times: the persistent kerne
     # in every tile and warp count; the split/split3 scans none at these tiles and warps (num_warps: the scan's)
     dict(mode="chunk", solve="blocked", block_v=64, **_TF32),
     dict(mode="chunk", solve="rows", block_v=64, **_TF32),
-    dict(mode="chunk", solve="rows", block_v=32, chunk_size=16, **_TF32),  # QDP tactic 4: no spill
+    dict(mode="chunk", solve="rows", **CHUNK16, **_TF32),  # QDP tactic 4: no spill
     dict(mode="split3", solve="rows", block_v=32, num_warps=8, **_TF32),
     dict(mode="split3", solve="rows", block_v=16, **_TF32),
     dict(mode="split3", solve="blocked", block_v=32, **_TF32),

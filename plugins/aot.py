@@ -34,6 +34,7 @@ TRITON_DTYPE = {
     "float32": "fp32",
     "float16": "fp16",
     "bfloat16": "bf16",
+    "int32": "i32",
 }  # contract dtype -> Triton signature
 
 
@@ -99,11 +100,11 @@ def spec_of_launch(kernel: Callable, args: tuple, kwargs: dict) -> KernelSpec:
     dtype, ints i32 scalars, the keyword arguments constexprs (num_warps / num_stages: launch options). For
     comparing an AOT compile with the JIT launch of the same call (the QDP plugins build the same specs:
     tests/builder/test_qdp.py)."""
-    types = {"torch.float32": "*fp32", "torch.float16": "*fp16", "torch.bfloat16": "*bf16", "torch.int32": "*i32"}
     names = [n for n in kernel.arg_names if n not in kwargs]
     if len(names) != len(args):
         raise ValueError(f"{kernel.__name__}: {len(args)} positional args for {names}")
-    sig = {n: (types[str(a.dtype)] if hasattr(a, "dtype") else "i32") for n, a in zip(names, args)}
+    pointer = lambda t: "*" + TRITON_DTYPE[str(t.dtype).removeprefix("torch.")]  # noqa: E731
+    sig = {n: (pointer(a) if hasattr(a, "dtype") else "i32") for n, a in zip(names, args)}
     cx = {k: v for k, v in kwargs.items() if k not in ("num_warps", "num_stages")}
     return KernelSpec(kernel, sig, cx, num_warps=kwargs.get("num_warps", 4), num_stages=kwargs.get("num_stages"))
 

@@ -31,22 +31,23 @@ ACTIVATION_TRT_TYPES = ("FLOAT", "HALF", "BF16")  # contract ACTIVATION_DTYPES i
 _TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32"}  # every contract dtype
 _FIXED_TRT_TYPES = {"float32": "FLOAT", "int32": "INT32"}  # contract dtypes that do not follow 'T'
 _DIM_OPS = {"add": "SUM", "sub": "SUB", "mul": "PROD", "floordiv": "FLOOR_DIV", "cdiv": "CEIL_DIV", "min": "MIN"}
+# Ops whose launcher takes `out=` buffers: GatedDeltaRule's final state is as large as everything its decode
+# kernel reads, so copying it from a launcher-owned tensor would double the step's memory traffic. The others
+# copy outputs that are small next to what their kernels read (MoE: [N, H] against the expert weights).
+WRITES_OUTPUTS = ("GatedDeltaRule",)
 # Launcher keywords of the tactics an op offers. TensorRT times every tactic when it builds the engine, on the
 # engine's GPU, keeps the fastest and sets it again when the engine is loaded. These plugins run the launchers
 # (Python at runtime), so GatedDeltaRule's multi-launch paths are candidates too; the QDP AOT plugins offer
 # single-kernel tactics only (plugins/gated_delta_net/qdp.py). The first tactic, and tactic 0 (none chosen),
 # is the launcher's own choice ("auto"): what runs where nothing was timed (TensorRT for RTX's CPU build asks
 # for the tactics but sets none, tests/builder/test_enqueue.py).
-# Ops whose launcher takes `out=` buffers: GatedDeltaRule's final state is as large as everything its decode
-# kernel reads, so copying it from a launcher-owned tensor would double the step's memory traffic. The others
-# copy outputs that are small next to what their kernels read (MoE: [N, H] against the expert weights).
-WRITES_OUTPUTS = ("GatedDeltaRule",)
 TACTICS: dict[str, dict[int, dict]] = {
     "GatedDeltaRule": {
         1: {},
         2: {"mode": "recurrent"},
         3: {"mode": "chunk"},
-        4: {"mode": "chunk", "chunk_size": 16, "block_v": 32},  # no spills on sm_90 (docs/kernels.md)
+        # = gated_delta_net.launch.CHUNK16 (no spills on sm_90), written out: this module imports no torch
+        4: {"mode": "chunk", "chunk_size": 16, "block_v": 32},
         5: {"mode": "split"},
         6: {"mode": "split3"},
     },
@@ -257,8 +258,8 @@ class _DevicePointer:
 
 def run_launcher(spec: OpSpec, attrs: dict, inputs: list, outputs: list, tactic: int = 0) -> None:
     """What enqueue does once TensorRT's buffers are torch tensors: call the op's launcher (contract inputs,
-    then attributes, in contract order; deploykit.plugins.LAUNCHERS) with the tactic's keywords and copy its
-    results into `outputs`."""
+    then attributes, in contract order; deploykit.plugins.LAUNCHERS) with the tactic's keywords; its results
+    land in `outputs` (written there directly for WRITES_OUTPUTS, else copied)."""
     from deploykit.plugins import launcher
 
     args = [attrs[a.name] for a in plugin_fields(spec)]

@@ -26,6 +26,7 @@ CHUNK = 64  # tokens per chunk: fla and transformers use 64 (tensor-core friendl
 # spill 1.2-1.7 KB a thread on sm_90 in every tile and warp count, at 16 they fit (docs/kernels.md, "Static
 # resources"). More, smaller sequential steps against no local memory: a trade for the GPU to decide.
 CHUNK_SIZES = (16, 32, 64)
+CHUNK16 = {"chunk_size": 16, "block_v": 32}  # the chunk configuration that does not spill on sm_90 (239 registers)
 CHUNK_MIN_T = 64  # below one full chunk the recurrent kernel does less work than one chunk step
 MODES = ("auto", "recurrent", "chunk", "split", "split3")
 SCAN_STAGES = 2  # split/split3 scans. Triton's default 3 load stages need 169 KiB of shared memory on sm_80
@@ -89,8 +90,9 @@ def gated_delta_rule_fwd(
     out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (output [B,T,Hv,Dv] in v's dtype, final_state [B,Hv,Dk,Dv] fp32), like naive_gated_delta_rule.
-    Keyword-only knobs are for benchmarks; plugins use the defaults. `out`: contiguous buffers of those shapes
-    and dtypes to write into (a plugin's TensorRT outputs; a copy of the state would move its bytes twice)."""
+    Keyword-only knobs are for benchmarks and for the plugins' tactics. `out`: contiguous buffers of those
+    shapes and dtypes to write into (a plugin's TensorRT outputs; a copy of the state would move its bytes
+    twice)."""
     _check_gdn(q, k, v, g, beta, initial_state)
     if mode not in MODES:
         raise ValueError(f"GatedDeltaRule: mode must be one of {', '.join(MODES)}, got {mode!r}")

@@ -32,16 +32,15 @@ from deploykit.plugins.aot import (
 
 from deploykit.ops.contract import CAUSAL_CONV1D, GATED_DELTA_RULE
 
-from .launch import conv_aot_spec, gdn_aot_spec
+from .launch import CHUNK16, conv_aot_spec, gdn_aot_spec
 
 trt, trtp = import_trt_plugin()
 AOT_RETURN = aot_impl_return_type(trtp)
 
 _DTYPE = {trt.float32: "float32", trt.float16: "float16", trt.bfloat16: "bfloat16"}
 TACTIC_RECURRENT, TACTIC_CHUNK, TACTIC_CHUNK_BLOCKED, TACTIC_CHUNK16 = 1, 2, 3, 4
-# TensorRT times every tactic when it builds the engine, on the engine's GPU, and keeps the fastest. 16-token
-# chunks with 32-column state tiles: the configuration that does not spill on sm_90 (docs/kernels.md).
-CHUNK16 = dict(chunk_size=16, block_v=32, num_warps=4)
+# TensorRT times every tactic when it builds the engine, on the engine's GPU, and keeps the fastest. Tactic 4:
+# 16-token chunks with 32-column state tiles (launch.CHUNK16), the configuration that does not spill on sm_90.
 
 
 @trtp.register("deploykit::GatedDeltaRule")
