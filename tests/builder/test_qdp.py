@@ -190,7 +190,13 @@ def test_autotune_offers_each_activation_dtype_with_the_fixed_types(bridged):
 
 @pytest.fixture
 def gpu_launch_options(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "0")  # launch options as on a GPU (no CPU-interpreter upcast)
+    """Launch options as on a GPU (no CPU-interpreter upcast). The launcher modules are imported first: Triton
+    decides at `@triton.jit` time whether a kernel is interpreted, and later tests run them on the CPU."""
+    from deploykit.plugins.aot import LAUNCHER_MODULES
+
+    for module in LAUNCHER_MODULES:
+        importlib.import_module(module)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
 
 
 # the AOT plugin's dot precision is tf32 (gdn_aot_spec); the launcher takes it as a knob

@@ -143,7 +143,8 @@ def test_the_specs_of_launcher_calls_are_the_qdp_plugins_specs(monkeypatch):
     from deploykit.plugins.moe import moe_pair_gate_up_fwd
     from deploykit.plugins.moe.launch import moe_stage_aot_spec
 
-    monkeypatch.setenv("TRITON_INTERPRET", "0")  # the GPU's launch options (no interpreter upcast)
+    monkeypatch.setenv("TRITON_INTERPRET", "0")  # the GPU's launch options (no interpreter upcast); after the
+    # imports above: Triton decides at `@triton.jit` time whether a kernel is interpreted
     gdn = dict(dtype="bfloat16", HK=16, HV=32, K=128, V=128, scale=128**-0.5, use_qk_l2norm=1)
     cases = [  # (launcher, args, kwargs, the QDP aot_impl's spec: plugins/*/qdp.py)
         (gated_delta_rule_fwd, _qwen_gdn_inputs(64, 1), dict(mode="recurrent"), gdn_aot_spec(chunked=False, **gdn)),
