@@ -8,9 +8,9 @@ launch of the PTX needs a GPU. Importing this module registers the plugins; it r
 tensorrt is missing (the one guard is aot.import_trt_plugin).
 
 Names and versions are the ONNX node's: op type = plugin name, domain `deploykit` = namespace, version "1".
-Each plugin embeds ONE kernel (`aot_impl`); GatedDeltaRule offers three tactics, TensorRT times them at build:
+Each plugin embeds ONE kernel (`aot_impl`); GatedDeltaRule offers four tactics, TensorRT times them at build:
   1 = recurrent kernel (decode / short prompts), 2 = chunked kernel (one persistent kernel per state tile),
-  3 = chunked kernel with the blocked triangular solve.
+  3 = chunked kernel with the blocked triangular solve, 4 = chunked kernel with 16-token chunks (launch.CHUNK16).
 Shapes Hk, Hv, Dk, Dv and the conv width must be build-time constants (they are per model); B and T are dynamic.
 """
 

@@ -66,12 +66,6 @@ def moe_route_kernel(
 
 
 @triton.jit
-def _gather(table, idx, BE: tl.constexpr):
-    """table[idx] for a register vector `table` [BE] and indices idx [BP] (one-hot reduction)."""
-    return tl.sum(tl.where(idx[:, None] == tl.arange(0, BE)[None, :], table[None, :], 0), axis=1)
-
-
-@triton.jit
 def moe_align_kernel(
     router_logits,  # unused: MoEAlign's contract input for E (plugins pass inputs, scalars, outputs in order)
     ids,
@@ -85,8 +79,10 @@ def moe_align_kernel(
     BP: tl.constexpr,
 ):
     """Writes every slot: its pair index, or P (the padding sentinel) where a group is padded to BM rows or past
-    the last group; block_expert gets E past the last block. No pre-fill (one launch fewer at decode)."""
-    o_p = tl.arange(0, BP)
+    the last group; block_expert gets E past the last block. No pre-fill (one launch fewer at decode).
+    Per-expert tables stay [BE] vectors, read per pair with tl.gather: no [pairs, experts] one-hot (it held 256
+    registers a thread and spilled at E = 256, bench/RESULTS.md)."""
+    o_p, o_e = tl.arange(0, BP), tl.arange(0, BE)
     counts = tl.zeros([BE], dtype=tl.int32)
     for p0 in range(0, P, BP):
         m_p = p0 + o_p < P
@@ -94,26 +90,29 @@ def moe_align_kernel(
     padded = tl.cdiv(counts, BM) * BM
     ends = tl.cumsum(padded, axis=0)
     starts = ends - padded
-    seen = tl.zeros([BE], dtype=tl.int32)
+    nxt = starts  # each expert's next free slot
     for p0 in range(0, P, BP):
         m_p = p0 + o_p < P
         b_e = tl.load(ids + p0 + o_p, mask=m_p, other=BE - 1)
         same = (b_e[:, None] == b_e[None, :]) & (o_p[None, :] < o_p[:, None]) & m_p[None, :]
-        rank = tl.sum(same.to(tl.int32), axis=1) + _gather(seen, b_e, BE)  # stable: earlier pairs first
-        tl.store(slot_pair + _gather(starts, b_e, BE) + rank, p0 + o_p, mask=m_p)
-        seen += tl.histogram(b_e, BE, mask=m_p)
-    o_r = tl.arange(0, BM)
+        rank = tl.sum(same.to(tl.int32), axis=1)  # stable: earlier pairs of the same expert first
+        tl.store(slot_pair + tl.gather(nxt, b_e, 0) + rank, p0 + o_p, mask=m_p)
+        nxt += tl.histogram(b_e, BE, mask=m_p)
+    # padding, which the scatter above never writes: the tail of each group, then every slot past the last one
+    for r in tl.static_range(BM):
+        tl.store(slot_pair + ends - BM + r, P, mask=(o_e < E) & (ends - BM + r >= starts + counts))
+    total = tl.sum(padded, axis=0)
+    for s0 in range(total, NB_MAX * BM, BP):
+        tl.store(slot_pair + s0 + o_p, P, mask=s0 + o_p < NB_MAX * BM)
+    # block b belongs to the number of experts whose groups end at or before it: a histogram of the group ends
+    # (in blocks) over each run of BP blocks, summed up
+    ends_b = tl.where(o_e < E, ends // BM, -1)
+    before = 0
     for b0 in range(0, NB_MAX, BP):
-        o_b = b0 + o_p
-        m_b = o_b < NB_MAX
-        b_x = tl.sum(((ends[None, :] <= o_b[:, None] * BM) & (tl.arange(0, BE)[None, :] < E)).to(tl.int32), 1)
-        tl.store(block_expert + o_b, b_x, mask=m_b)  # experts whose groups end before the block
-        # padding: a slot whose rank in its expert's group is past the count (expert E has count 0). The
-        # scatter above wrote exactly the other slots, so the two sets of stores never overlap.
-        b_slot = o_b[:, None] * BM + o_r[None, :]
-        b_rank = b_slot - _gather(starts, b_x, BE)[:, None]
-        m_pad = (b_rank >= _gather(counts, b_x, BE)[:, None]) & m_b[:, None]
-        tl.store(slot_pair + b_slot, tl.zeros([BP, BM], dtype=tl.int32) + P, mask=m_pad)
+        here = (ends_b >= b0) & (ends_b < b0 + BP)
+        h = tl.histogram(tl.where(here, ends_b - b0, 0), BP, mask=here)
+        tl.store(block_expert + b0 + o_p, before + tl.cumsum(h, axis=0), mask=b0 + o_p < NB_MAX)
+        before += tl.sum(h, axis=0)
 
 
 @triton.jit

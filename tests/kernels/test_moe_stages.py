@@ -92,6 +92,20 @@ def test_align_bound_is_tight_when_every_expert_gets_a_partial_block():
     assert slots.numel() == 6 * block_m and (slots[5 * block_m:] == E).all()  # padding sentinel P = 5
 
 
+@pytest.mark.parametrize("N,E,k,block_m", [(300, 256, 8, 16), (70, 512, 10, 64)])
+def test_align_matches_its_reference_at_qwen35_expert_counts(N, E, k, block_m):
+    """35B-A3B's 256 experts and 397B-A17B's 512, with a hot expert: several BP runs of pairs and of blocks
+    (NB up to 406), groups of one partial block, of many blocks and empty ones, bit for bit."""
+    gen = torch.Generator().manual_seed(E)
+    logits = torch.randn(N, E, generator=gen)
+    logits[: N // 2, 7] += 30.0  # half the tokens pick expert 7 first: a group of many blocks
+    ids = ref.naive_moe_route(logits, k, 1)[0]
+    slots, blocks = _run("MoEAlign", [logits, ids], {"block_m": block_m})
+    rslots, rblocks = ref.naive_moe_align(logits, ids, block_m)
+    assert torch.equal(slots, rslots) and torch.equal(blocks, rblocks)
+    assert (blocks == 7).sum() >= N // 2 // block_m and (blocks == E).any()
+
+
 @pytest.mark.parametrize("name", sorted(STAGE_OPS))
 def test_stage_kernel_arguments_are_in_the_qdp_order(name):
     """A QDP AOT plugin launches its kernel with the op's input pointers, then its int scalars, then its output
