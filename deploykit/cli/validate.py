@@ -7,11 +7,15 @@ from typing import Annotated
 
 import typer
 
+from deploykit.validate import DEFAULT_CHUNK, DEFAULT_PREFILL
+
 EXAMPLES = """Examples:
 
   deploykit validate out/                                  # vs transformers, 3 prompts, 16 decode steps
 
-  deploykit validate out/ --reference deploykit --decode-steps 32 --report report.json"""
+  deploykit validate out/ --reference deploykit --decode-steps 32 --report report.json
+
+  deploykit validate out/ --prefill-tokens 70 --chunk-tokens 0   # past one 64-token chunk"""
 
 
 def register(app: typer.Typer) -> None:
@@ -25,6 +29,12 @@ def register(app: typer.Typer) -> None:
         decode_steps: Annotated[
             int, typer.Option(help="Greedy T=1 steps after prefill and a second chunk.")
         ] = 16,
+        prefill_tokens: Annotated[
+            int, typer.Option(help="Tokens of the first chunk, at past 0 (70 crosses a 64-token GDN chunk).")
+        ] = DEFAULT_PREFILL,
+        chunk_tokens: Annotated[
+            int, typer.Option(help="Tokens of the second chunk, on the first one's states (0: none).")
+        ] = DEFAULT_CHUNK,
         report: Annotated[Path | None, typer.Option(help="Write the JSON report here.")] = None,
         seed: Annotated[int, typer.Option(help="Seed of the random prompts.")] = 0,
     ) -> None:
@@ -37,7 +47,8 @@ def register(app: typer.Typer) -> None:
 
         if report and not report.parent.is_dir():  # before the run, so that its results are not lost
             raise DeployKitError(f"--report folder {report.parent} does not exist", "create it first")
-        r = validate_export(out, reference=reference, prompts=prompts, decode_steps=decode_steps, seed=seed)
+        r = validate_export(out, reference=reference, prompts=prompts, decode_steps=decode_steps,
+                            prefill=prefill_tokens, chunk=chunk_tokens, seed=seed)
         if report:
             report.write_text(r.model_dump_json(indent=2) + "\n")
         typer.echo(

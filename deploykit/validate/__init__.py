@@ -65,9 +65,12 @@ def validate_export(
     from deploykit.validate.thresholds import THRESHOLDS
 
     out_dir = Path(out_dir)
+    counts = {"--prompts": (prompts, 1), "--prefill-tokens": (prefill, 1), "--chunk-tokens": (chunk, 0),
+              "--decode-steps": (decode_steps, 0)}
+    for flag, (value, least) in counts.items():
+        if value < least:
+            raise DeployKitError(f"{flag} must be >= {least}, got {value}", f"pass {flag} {least} or more")
     manifest = Manifest.read(out_dir)
-    if prompts < 1 or decode_steps < 0 or prefill < 1 or chunk < 0:
-        raise DeployKitError("--prompts and the prefill length must be >= 1, --decode-steps >= 0")
     if manifest.dtype == "bfloat16":  # numpy has no bfloat16, so the runner cannot feed the bf16 state inputs
         raise DeployKitError("validating a bf16 export is not supported yet (ONNX Runtime is fed numpy arrays, "
                              "and numpy has no bfloat16)", "validate the fp16 or fp32 export of the same checkpoint")

@@ -23,6 +23,22 @@ def test_validate_cli_passes_and_writes_report(exported, tmp_path):
     assert data["passed"] and data["graph_optimization"] == "ORT_ENABLE_BASIC" and len(data["steps"]) == 6
 
 
+def test_validate_cli_runs_the_schedule_it_is_given(exported, tmp_path, capsys):
+    """A 70-token prompt (more than one 64-token GDN chunk), no second chunk, one decode step; a bad count is
+    one line, exit 2, and no report."""
+    report = tmp_path / "report.json"
+    args = ["validate", str(exported("dense")), "--prefill-tokens", "70", "--chunk-tokens", "0"]
+    assert main([*args, "--decode-steps", "1", "--report", str(report)]) == 0
+    steps = json.loads(report.read_text())["steps"]
+    assert [(s["kind"], s["tokens"], s["past"]) for s in steps] == [("prefill", 70, 0), ("decode", 1, 70)]
+    capsys.readouterr()
+    bad = tmp_path / "bad.json"
+    assert main(["validate", str(exported("dense")), "--prefill-tokens", "0", "--report", str(bad)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["error: --prefill-tokens must be >= 1, got 0 (pass --prefill-tokens 1 or more)"]
+    assert not bad.exists()
+
+
 def test_validate_fails_on_perturbed_model(exported, tmp_path, capsys):
     """Scaling one weight by 1.05 in the data file must trip the gate: exit 1 and a failure list."""
     out = tmp_path / "perturbed"
