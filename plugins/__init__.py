@@ -10,6 +10,7 @@ datacenter QDP registrations in plugins/<op>/qdp.py) and benchmarks call them.
     CausalConv1d   -> deploykit.plugins.gated_delta_net.causal_conv1d_fwd(x, conv_state, weight, activation="silu")
     MoE            -> deploykit.plugins.moe.moe_fwd(hidden, router_logits, gate_up, down, top_k, norm_topk_prob=1)
     MoE's stages   -> deploykit.plugins.moe.moe_{route,align,gate_up,down,pair_gate_up,pair_down}_fwd
+    GatedDeltaRule's stages -> deploykit.plugins.gated_delta_net.gated_delta_{prep,states,out}_fwd
 
 `LAUNCHERS` maps the contract op name to the launcher's import path; importing this package imports
 neither torch nor triton (the planner must start without them). `register_triton_backends()` makes the torch
@@ -31,6 +32,10 @@ LAUNCHERS = {
     "MoEDown": "deploykit.plugins.moe:moe_down_fwd",
     "MoEPairGateUp": "deploykit.plugins.moe:moe_pair_gate_up_fwd",
     "MoEPairDown": "deploykit.plugins.moe:moe_pair_down_fwd",
+    # GatedDeltaRule's single-kernel stages (contract STAGE_OPS)
+    "GatedDeltaPrep": "deploykit.plugins.gated_delta_net:gated_delta_prep_fwd",
+    "GatedDeltaStates": "deploykit.plugins.gated_delta_net:gated_delta_states_fwd",
+    "GatedDeltaOut": "deploykit.plugins.gated_delta_net:gated_delta_out_fwd",
 }
 
 

@@ -33,9 +33,10 @@ MoE (torch: deploykit::moe)
     output[n] = sum_j w[n,j] * down[idx_j] @ (silu(gate_up[idx_j][:I] @ x) * (gate_up[idx_j][I:] @ x)).
     The shared expert is not part of the op (it is plain MLP math in the graph).
 
-MoE's stage ops (STAGE_OPS: MoEPairGateUp, MoEPairDown, MoERoute, MoEAlign, MoEGateUp, MoEDown) are one kernel
-each. Exported models never contain them: the builder may put them in place of a MoE node
-(deploykit/build/lower.py) so that every TensorRT plugin is an ahead-of-time kernel. Their outputs have
+MoE's stage ops (STAGE_OPS: MoEPairGateUp, MoEPairDown, MoERoute, MoEAlign, MoEGateUp, MoEDown) and
+GatedDeltaRule's (GatedDeltaPrep, GatedDeltaStates, GatedDeltaOut) are one kernel each. Exported models never
+contain them: the builder may put them in place of a MoE or GatedDeltaRule node (deploykit/build/lower.py) so
+that every TensorRT plugin is an ahead-of-time kernel. Their outputs have
 derived dims (`OpSpec.derived`, e.g. K = top_k, I = I2 // 2), computed by the same `infer_shapes` for every
 consumer; ids and slots are int32.
 """
@@ -360,10 +361,50 @@ MOE_DOWN = OpSpec(
     doc="Grouped down GEMM, scaled by the routing weights and scattered back to pair order.",
 )
 
+# GatedDeltaRule's single-kernel stages: fla's partition of the chunked form (the launcher's "split3" mode).
+# Chunk-parallel prep, the sequential state scan, chunk-parallel output, in chunks of C = 64 tokens (NT of them).
+# Rows past T pad the last chunk: there w = u = aqk = vn = 0 and gcs repeats the last real token's value. The
+# builder may put them in place of a GatedDeltaRule node for prompts of 64 tokens or more (deploykit/build/
+# lower.py). Naive references: deploykit/ops/gated_delta_rule/stages.py.
+GDN_CHUNK = 64  # tokens per chunk: fla's and transformers' chunk size (deploykit/ops/gated_delta_rule/chunk.py)
+_SCALE = AttributeSpec(name="scale", type="float", doc="query scale, Dk**-0.5 for Qwen3.5")
+_L2NORM = AttributeSpec(name="use_qk_l2norm", type="int", default=1, doc="l2-normalise q and k inside the op")
+_q, _k = _t("q", "B,T,Hk,Dk"), _t("k", "B,T,Hk,Dk")
+_w = _t("w", "B,Hv,NT,C,Dk", "float32", "A (k beta exp(gc)); A = (I + strict_tril(beta K K^T o decay))^-1")
+_u = _t("u", "B,Hv,NT,C,Dv", "float32", "A (v beta)")
+_aqk = _t("aqk", "B,Hv,NT,C,C", "float32", "tril(Q K^T o decay), q normalised and scaled")
+_gcs = _t("gcs", "B,Hv,NT,C", "float32", "cumulative log decay from each chunk's start")
+_hs = _t("hs", "B,Hv,NT,Dk,Dv", "float32", "the state each chunk starts from")
+_vn = _t("vn", "B,Hv,NT,C,Dv", "float32", "each chunk's deltas u - w S")
+
+GATED_DELTA_PREP = OpSpec(
+    name="GatedDeltaPrep", torch_name="gated_delta_prep", version=1, stage_of="GatedDeltaRule",
+    inputs=(_q, _k, _t("v", "B,T,Hv,Dv"), _t("g", "B,T,Hv", "float32"), _t("beta", "B,T,Hv")),
+    outputs=(_w, _u, _aqk, _gcs),
+    attributes=(_SCALE, _L2NORM, PLUGIN_VERSION_ATTR),
+    derived=(("NT", f"cdiv(T, {GDN_CHUNK})"), ("C", str(GDN_CHUNK))),
+    doc="Per chunk, all that does not depend on the state: the UT transform (W, U), Q K^T and the decays.",
+)
+GATED_DELTA_STATES = OpSpec(
+    name="GatedDeltaStates", torch_name="gated_delta_states", version=1, stage_of="GatedDeltaRule",
+    inputs=(_k, _w, _u, _gcs, _t("initial_state", "B,Hv,Dk,Dv", "float32")),
+    outputs=(_hs, _vn, _t("final_state", "B,Hv,Dk,Dv", "float32")),
+    attributes=(_L2NORM, PLUGIN_VERSION_ATTR),
+    doc="The sequential scan over chunks: S <- exp(gc_last) S + (K o exp(gc_last - gc))^T (U - W S).",
+)
+GATED_DELTA_OUT = OpSpec(
+    name="GatedDeltaOut", torch_name="gated_delta_out", version=1, stage_of="GatedDeltaRule",
+    inputs=(_q, _hs, _vn, _aqk, _gcs),
+    outputs=(_t("output", "B,T,Hv,Dv"),),
+    attributes=(_SCALE, _L2NORM, PLUGIN_VERSION_ATTR),
+    doc="Every chunk's output at once: O = (Q o exp(gc)) S_c + aqk (U - W S_c).",
+)
+
 OPS: dict[str, OpSpec] = {op.name: op for op in (GATED_DELTA_RULE, CAUSAL_CONV1D, MOE)}
 ONNX_OPS: dict[str, OpSpec] = {k: v for k, v in OPS.items() if v.in_onnx_domain}
 STAGE_OPS: dict[str, OpSpec] = {
-    op.name: op for op in (MOE_PAIR_GATE_UP, MOE_PAIR_DOWN, MOE_ROUTE, MOE_ALIGN, MOE_GATE_UP, MOE_DOWN)
+    op.name: op for op in (MOE_PAIR_GATE_UP, MOE_PAIR_DOWN, MOE_ROUTE, MOE_ALIGN, MOE_GATE_UP, MOE_DOWN,
+                           GATED_DELTA_PREP, GATED_DELTA_STATES, GATED_DELTA_OUT)
 }
 PLUGIN_OPS: dict[str, OpSpec] = {**ONNX_OPS, **STAGE_OPS}  # every node the builder meets: the IPluginV3 plugins
 ALL_OPS: dict[str, OpSpec] = {**OPS, **STAGE_OPS}  # every op with a launcher and a QDP registration

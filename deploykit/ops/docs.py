@@ -18,8 +18,8 @@ def _tensor_rows(kind: str, tensors) -> list[str]:
 def render_op(spec: OpSpec) -> str:
     where = f"ONNX `{DOMAIN}::{spec.name}` v{spec.version}" if spec.in_onnx_domain else \
         "lowered to standard ONNX ops by the exporter"
-    origin = (f"A stage of {spec.stage_of}, emitted only by the builder's lowering (`deploykit build --moe-stages`)"
-              if spec.stage_of else f"torch `torch.ops.{DOMAIN}.{spec.torch_name}`")
+    origin = (f"A stage of {spec.stage_of}, emitted only by the builder's lowering (`deploykit build "
+              f"{STAGE_FLAGS[spec.stage_of]}`)" if spec.stage_of else f"torch `torch.ops.{DOMAIN}.{spec.torch_name}`")
     lines = [f"### {spec.name}", "",
              (f"{origin}; {where}; TensorRT plugin `{spec.name}` "
              f"version \"{spec.plugin_version}\". {spec.doc}"), "",
@@ -38,15 +38,26 @@ def render_op(spec: OpSpec) -> str:
     return "\n".join(lines)
 
 
-STAGES_INTRO = ("#### MoE's stage ops\n\nSingle-kernel stages that the builder may put in place of one MoE node "
-                "(pairs: MoEPairGateUp -> MoEPairDown; grouped: MoERoute -> MoEAlign -> MoEGateUp -> MoEDown -> "
-                "ReduceSum -> CastLike), so that each TensorRT plugin is one ahead-of-time kernel. Pair p = n*K + j "
-                "is token n's j-th expert. Exported models never contain them.")
+STAGE_FLAGS = {"MoE": "--moe-stages", "GatedDeltaRule": "--gdn-stages"}  # deploykit build's lowering options
+STAGES_INTRO = {
+    "MoE": ("#### MoE's stage ops\n\nSingle-kernel stages that the builder may put in place of one MoE node "
+            "(pairs: MoEPairGateUp -> MoEPairDown; grouped: MoERoute -> MoEAlign -> MoEGateUp -> MoEDown -> "
+            "ReduceSum -> CastLike), so that each TensorRT plugin is one ahead-of-time kernel. Pair p = n*K + j "
+            "is token n's j-th expert. Exported models never contain them."),
+    "GatedDeltaRule": ("#### GatedDeltaRule's stage ops\n\nThe chunked gated delta rule as three single-kernel "
+                       "stages, fla's partition (GatedDeltaPrep -> GatedDeltaStates -> GatedDeltaOut), that the "
+                       "builder may put in place of one GatedDeltaRule node for prompts of 64 tokens or more. "
+                       "Chunks of C = 64 tokens, NT = cdiv(T, 64) of them; rows past T pad the last chunk (w, u, "
+                       "aqk and vn are 0 there, gcs repeats the last real token's value). Exported models never "
+                       "contain them."),
+}
 
 
 def render_contract_markdown() -> str:
-    return "\n\n".join([BEGIN, *(render_op(op) for op in OPS.values()), STAGES_INTRO,
-                         *(render_op(op) for op in STAGE_OPS.values()), END])
+    parts = [BEGIN, *(render_op(op) for op in OPS.values())]
+    for of, intro in STAGES_INTRO.items():
+        parts += [intro, *(render_op(op) for op in STAGE_OPS.values() if op.stage_of == of)]
+    return "\n\n".join([*parts, END])
 
 
 def _signature(tensors) -> str:

@@ -11,6 +11,9 @@ from __future__ import annotations
 import torch
 import triton
 
+from deploykit.ops.contract import GATED_DELTA_OUT, GATED_DELTA_PREP, GATED_DELTA_STATES
+from deploykit.ops.torch_ops import empty_outputs
+
 from .kernels import (
     causal_conv1d_kernel,
     gdn_chunk_kernel,
@@ -172,24 +175,82 @@ def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, 
         gdn_chunk_scan_kernel[grid_gdn(B, HV, V, BV)](q, k, w, u, aqk, gcs, h0, T, o, ht, **scan, **common)
         return
     hs, vn = scratch(B * HV * NT * BK, BVP), scratch(rows, BVP)
+    _states(k, w, u, gcs, h0, T, hs, vn, ht, BV, scan, common)
+    _out(q, hs, vn, aqk, gcs, T, o, dot_precision, common)
+
+
+def _states(k, w, u, gcs, h0, T, hs, vn, ht, BVS, scan, common) -> None:
+    B, HV, V = k.shape[0], common["HV"], common["V"]
     state_cx = {key: common[key] for key in ("HK", "HV", "K", "V", "BK", "USE_L2NORM")}  # no q: no scale
-    gdn_chunk_states_kernel[grid_gdn(B, HV, V, BV)](k, w, u, gcs, h0, T, hs, vn, ht, **scan, **state_cx)
+    gdn_chunk_states_kernel[grid_gdn(B, HV, V, BVS)](k, w, u, gcs, h0, T, hs, vn, ht, **scan, **state_cx)
+
+
+def _out(q, hs, vn, aqk, gcs, T, o, dot_precision, common) -> None:
+    B, HV, V = q.shape[0], common["HV"], common["V"]
+    BVP = triton.next_power_of_2(V)
     BVO = out_tile(BVP)
     gdn_chunk_out_kernel[grid_gdn_out(B, HV, V, T, BVO)](
-        q,
-        hs,
-        vn,
-        aqk,
-        gcs,
-        T,
-        o,
-        BT=CHUNK,
-        BV=BVP,
-        BVO=BVO,
-        DOT=dot_precision,
-        num_warps=4,
-        **common,
+        q, hs, vn, aqk, gcs, T, o, BT=CHUNK, BV=BVP, BVO=BVO, DOT=dot_precision, num_warps=4, **common
     )
+
+
+# --- One launcher per GatedDeltaRule stage op (contract STAGE_OPS; the builder's lowering): split3's kernels,
+# with the intermediates as the ops' outputs (the same bytes as _split's scratch) ---
+
+
+def _stage_common(q_or_k, HV: int, V: int, scale: float, use_qk_l2norm: int) -> dict:
+    _, _, HK, K = q_or_k.shape
+    if HV % HK:
+        raise ValueError(f"GatedDeltaRule stages: value heads Hv={HV} must be a multiple of key heads Hk={HK}")
+    if (triton.next_power_of_2(K), triton.next_power_of_2(V)) != (K, V):
+        raise ValueError(f"GatedDeltaRule stages: Dk and Dv must be powers of two (the stage outputs are Dk / Dv "
+                         f"wide, the kernels' tiles padded ones), got Dk={K}, Dv={V}")
+    return dict(HK=HK, HV=HV, K=K, V=V, BK=K, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale))
+
+
+def gated_delta_prep_fwd(q, k, v, g, beta, scale: float, use_qk_l2norm: int = 1, *, dot_precision: str = "ieee",
+                         solve: str = "rows"):
+    """GatedDeltaPrep: (w, u, aqk, gcs), fp32 [B,Hv,NT,64,...]; one program per chunk and value head."""
+    GATED_DELTA_PREP.check_shapes([tuple(x.shape) for x in (q, k, v, g, beta)])
+    B, T, HV, V = *q.shape[:2], *v.shape[2:]
+    common = _stage_common(q, HV, V, scale, use_qk_l2norm)
+    w, u, aqk, gcs = empty_outputs(GATED_DELTA_PREP, (q, k, v, g, beta))
+    if T:
+        gdn_chunk_prep_kernel[(triton.cdiv(T, CHUNK), B * HV)](
+            *(x.contiguous() for x in (q, k, v, g, beta)), T, w, u, aqk, gcs, BT=CHUNK, BV=V, DOT=dot_precision,
+            BLOCKED_SOLVE=solve == "blocked", num_warps=8, **common,
+        )
+    return w, u, aqk, gcs
+
+
+def gated_delta_states_fwd(k, w, u, gcs, initial_state, use_qk_l2norm: int = 1, *, dot_precision: str = "ieee",
+                           block_v: int | None = None):
+    """GatedDeltaStates: (hs [B,Hv,NT,Dk,Dv], vn [B,Hv,NT,64,Dv], final_state [B,Hv,Dk,Dv]), fp32; one program
+    per state tile, sequential over the chunks."""
+    GATED_DELTA_STATES.check_shapes([tuple(x.shape) for x in (k, w, u, gcs, initial_state)])
+    B, T, HV, V = k.shape[0], k.shape[1], w.shape[1], u.shape[-1]
+    common = _stage_common(k, HV, V, 1.0, use_qk_l2norm)
+    if w.shape[2] != triton.cdiv(T, CHUNK):
+        raise ValueError(f"GatedDeltaStates: w has {w.shape[2]} chunks, {T} tokens need {triton.cdiv(T, CHUNK)}")
+    hs, vn, ht = empty_outputs(GATED_DELTA_STATES, (k, w, u, gcs, initial_state))
+    h0 = initial_state.to(torch.float32).contiguous()
+    if not T:
+        return hs, vn, ht.copy_(h0)
+    BVS = block_v or gdn_tiles(common["K"], V, B, HV, chunked=True)[1]
+    scan = dict(BT=CHUNK, BV=V, BVS=BVS, DOT=dot_precision, num_warps=4, num_stages=SCAN_STAGES)
+    _states(*(x.contiguous() for x in (k, w, u, gcs)), h0, T, hs, vn, ht, BVS, scan, common)
+    return hs, vn, ht
+
+
+def gated_delta_out_fwd(q, hs, vn, aqk, gcs, scale: float, use_qk_l2norm: int = 1, *, dot_precision: str = "ieee"):
+    """GatedDeltaOut: output [B,T,Hv,Dv] in q's dtype; one program per chunk, value tile and value head."""
+    GATED_DELTA_OUT.check_shapes([tuple(x.shape) for x in (q, hs, vn, aqk, gcs)])
+    T, HV, V = q.shape[1], hs.shape[1], hs.shape[-1]
+    common = _stage_common(q, HV, V, scale, use_qk_l2norm)
+    (o,) = empty_outputs(GATED_DELTA_OUT, (q, hs, vn, aqk, gcs))
+    if T:
+        _out(*(x.contiguous() for x in (q, hs, vn, aqk, gcs)), T, o, dot_precision, common)
+    return o
 
 
 def conv_tiles(C: int, T: int) -> tuple[int, int]:
@@ -332,6 +393,20 @@ def gdn_split_aot_specs(
         grid=("cdiv(T,64)", f"cdiv(V,{BVO})", "B*HV"),
     )
     return [prep, states, out]
+
+
+GDN_STAGES = ("GatedDeltaPrep", "GatedDeltaStates", "GatedDeltaOut")  # split3's kernels, in launch order
+
+
+def gdn_stage_aot_spec(op: str, dtype: str, HK: int, HV: int, K: int, V: int, scale: float, use_qk_l2norm: int,
+                       dot_precision: str = "tf32", solve: str = "rows"):
+    """The KernelSpec of one GatedDeltaRule stage op (contract STAGE_OPS), its runtime arguments in the QDP AOT
+    order (the op's inputs, T, its outputs): split3's kernel at batch 1's state tile."""
+    if (triton.next_power_of_2(K), triton.next_power_of_2(V)) != (K, V):
+        raise ValueError(f"GatedDeltaRule stages: Dk and Dv must be powers of two, got Dk={K}, Dv={V}")
+    specs = gdn_split_aot_specs(dtype, HK, HV, K, V, scale, use_qk_l2norm, dot_precision=dot_precision,
+                                solve=solve, three=True)
+    return dict(zip(GDN_STAGES, specs))[op]
 
 
 def conv_aot_spec(dtype: str, KW: int, activation: str, decode: bool):

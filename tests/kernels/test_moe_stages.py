@@ -111,9 +111,14 @@ def test_stage_kernel_arguments_are_in_the_qdp_order(name):
     """A QDP AOT plugin launches its kernel with the op's input pointers, then its int scalars, then its output
     pointers: each stage kernel's runtime parameters (in the kernel's own order, which the PTX keeps) must be
     exactly that, with the pointer types of the contract's dtypes."""
+    from deploykit.plugins.gated_delta_net.launch import gdn_stage_aot_spec
     from deploykit.plugins.moe.launch import moe_stage_aot_spec
 
-    spec, op = moe_stage_aot_spec(name, "bfloat16", 64, 32, 8, 2, block_m=16), STAGE_OPS[name]
+    op = STAGE_OPS[name]
+    if op.stage_of == "MoE":
+        spec = moe_stage_aot_spec(name, "bfloat16", 64, 32, 8, 2, block_m=16)
+    else:
+        spec = gdn_stage_aot_spec(name, "bfloat16", 2, 4, 16, 32, 0.25, 1)
     runtime = [a for a in spec.kernel.arg_names if a not in spec.constexprs]
     assert list(spec.args) == runtime  # KernelSpec lists them in kernel order
     ptr = {"T": "*bf16", "float32": "*fp32", "int32": "*i32"}

@@ -73,6 +73,17 @@ def test_a_derived_dim_must_read_bound_names():
                attributes=(AttributeSpec(name="k", type="int"),), derived=(("M", "N * J + k"),))
 
 
-def test_every_stage_op_is_a_stage_of_moe_and_binds_every_output_dim():
-    assert set(STAGE_OPS) == {"MoERoute", "MoEAlign", "MoEGateUp", "MoEDown", "MoEPairGateUp", "MoEPairDown"}
-    assert {op.stage_of for op in STAGE_OPS.values()} == {"MoE"}
+def test_every_stage_op_is_a_stage_of_moe_or_gdn_and_binds_every_output_dim():
+    stages = {name: op.stage_of for name, op in STAGE_OPS.items()}
+    assert stages == {**dict.fromkeys(["MoERoute", "MoEAlign", "MoEGateUp", "MoEDown", "MoEPairGateUp",
+                                       "MoEPairDown"], "MoE"),
+                      **dict.fromkeys(["GatedDeltaPrep", "GatedDeltaStates", "GatedDeltaOut"], "GatedDeltaRule")}
+
+
+def test_gdn_stage_shapes_follow_the_64_token_chunks():
+    """Hand-derived: 70 tokens are two chunks of 64 (the second padded); 64 tokens one."""
+    from deploykit.ops.contract import GATED_DELTA_PREP
+
+    for T, NT in ((70, 2), (64, 1), (1, 1)):
+        shapes = GATED_DELTA_PREP.infer_shapes([(2, T, 4, 16), (2, T, 4, 16), (2, T, 8, 32), (2, T, 8), (2, T, 8)])
+        assert shapes == [(2, 8, NT, 64, 16), (2, 8, NT, 64, 32), (2, 8, NT, 64, 64), (2, 8, NT, 64)]

@@ -97,3 +97,29 @@ def test_hv_not_multiple_of_hk_is_rejected():
     q, k, v, g, beta, h0 = make_inputs(1, 3, 2, 3, 4, 4)
     with pytest.raises(ValueError, match="multiple"):
         naive_gated_delta_rule(q, k, v, g, beta, h0, scale=0.5)
+
+
+@pytest.mark.parametrize("T", [1, 5, CHUNK_SIZE, CHUNK_SIZE + 6, 150])
+@pytest.mark.parametrize("l2norm", [1, 0])
+def test_stage_references_compose_to_naive(T, l2norm):
+    """GatedDeltaPrep -> GatedDeltaStates -> GatedDeltaOut (deploykit/ops/gated_delta_rule/stages.py) is the
+    gated delta rule: output and final state equal the token-by-token reference; the padded rows of the last
+    chunk hold what the contract says (w = u = vn = aqk = 0, gcs repeats the last real token's)."""
+    from deploykit.ops.gated_delta_rule.stages import (
+        naive_gated_delta_out,
+        naive_gated_delta_prep,
+        naive_gated_delta_states,
+    )
+
+    q, k, v, g, beta, h0 = make_inputs(2, T, 2, 4, 16, 8, seed=T)
+    scale = 16**-0.5
+    o_ref, s_ref = naive_gated_delta_rule(q, k, v, g, beta, h0, scale, l2norm)
+    w, u, aqk, gcs = naive_gated_delta_prep(q, k, v, g, beta, scale, l2norm)
+    hs, vn, s = naive_gated_delta_states(k, w, u, gcs, h0, l2norm)
+    o = naive_gated_delta_out(q, hs, vn, aqk, gcs, scale, l2norm)
+    assert rel_err(o, o_ref) <= RTOL and rel_err(s, s_ref) <= RTOL, (rel_err(o, o_ref), rel_err(s, s_ref))
+    assert torch.equal(hs[:, :, 0], h0)  # the first chunk starts from the initial state
+    real = T - (w.shape[2] - 1) * CHUNK_SIZE  # real rows of the last chunk
+    for x in (w, u, vn, aqk):
+        assert not x[:, :, -1, real:].any()
+    assert torch.equal(gcs[:, :, -1, real:], gcs[:, :, -1, real - 1 : real].expand(-1, -1, CHUNK_SIZE - real))
