@@ -284,6 +284,24 @@ def io_type_positions(spec) -> dict[str, list[int]]:
     return by_type
 
 
+def stage_descriptors(trt, trtp, spec, inputs: list, attrs: dict | None = None) -> tuple:
+    """A stage op's output descriptors in tensorrt.plugin: the contract's rule with its cdiv / min for the
+    derived dims, dtype 'T' from the first activation input."""
+    from deploykit.ops.contract import OperatorArith
+
+    act = next(d.dtype for d, t in zip(inputs, spec.inputs) if t.dtype == "T")
+    arith = OperatorArith(cdiv=trtp.cdiv, min=trtp.min, const=trtp.ShapeExpr)
+    return contract_descriptors(spec, inputs, act, trt.float32, trtp.from_shape_expr, attrs, trt.int32, arith)
+
+
+def tune_combinations(trtp, spec) -> list:
+    """The one AutoTuneCombination of a stage op: its io_type_positions."""
+    c = trtp.AutoTuneCombination()
+    for types, positions in io_type_positions(spec).items():
+        c.pos(positions, types)
+    return [c]
+
+
 def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
     """Every plugin kernel at Qwen3.5 layer shapes: GDN 16 key / 32 value heads of 128 (4B/9B/35B-A3B;
     shared/reference/qwen35.md), conv width 4, MoE of the 35B-A3B (H 2048, 256 experts, top-8, I 512)."""

@@ -1,6 +1,7 @@
 """Exported ONNX -> TensorRT engine + manifest, written against the API both TensorRT flavours share.
 
-Flow: optionally lower each MoE node to its single-kernel stage ops (`moe_stages`, deploykit/build/lower.py)
+Flow: optionally lower each MoE / GatedDeltaRule node to its single-kernel stage ops (`moe_stages`, `gdn_stages`;
+deploykit/build/lower.py)
 -> register deploykit's plugins (or not: then every deploykit node is built from its model-local
 function body) -> parse with TensorRT's own ONNX parser -> check that every deploykit node became what
 was asked for -> one optimization profile per ProfileSpec -> build for the target compute capabilities
@@ -38,6 +39,7 @@ class BuildOptions(BaseModel):
     optimization_level: int | None = None  # TensorRT builder_optimization_level (0-5); None = TensorRT default
     dim_roles: dict[str, str] = Field(default_factory=dict)  # extra symbolic dim -> batch/tokens/past/total/flat
     moe_stages: bool = False  # replace each MoE node by its single-kernel stage plugins (deploykit/build/lower.py)
+    gdn_stages: bool = False  # GatedDeltaRule's three stage plugins for prompts of >= 64 tokens (same module)
     # tensorrt.plugin ahead-of-time plugins (PTX embedded, no Python when the engine runs; datacenter TensorRT)
     # instead of the IPluginV3 classes that call the Triton launchers (deploykit/build/registration.py)
     aot_plugins: bool = False
@@ -82,6 +84,15 @@ def _load_graph(path: Path):
                              "pass the model.onnx of a `deploykit export` folder") from None
 
 
+def _all_nodes(graph) -> Iterator:
+    """Every node of `graph`, those of its subgraphs (an If's branches: --gdn-stages) included."""
+    for node in graph.node:
+        yield node
+        for a in node.attribute:
+            for sub in (a.g, *a.graphs) if a.HasField("g") else a.graphs:
+                yield from _all_nodes(sub)
+
+
 def _onnx_outline(path: Path) -> tuple[list[tuple[str, tuple]], list[tuple[str, str]], dict[str, str], list[Path]]:
     """Graph inputs (with dim names), deploykit nodes, their plugin_version and the external-data files, read
     without the weights."""
@@ -94,9 +105,10 @@ def _onnx_outline(path: Path) -> tuple[list[tuple[str, tuple]], list[tuple[str, 
         dims = tuple(d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
                      for d in vi.type.tensor_type.shape.dim)
         inputs.append((vi.name, dims))
-    nodes = [(n.name, n.op_type) for n in model.graph.node if n.domain == DOMAIN]
+    ours = [n for n in _all_nodes(model.graph) if n.domain == DOMAIN]
+    nodes = [(n.name, n.op_type) for n in ours]
     versions = {n.op_type: next((a.s.decode() for a in n.attribute if a.name == "plugin_version"), "1")
-                for n in model.graph.node if n.domain == DOMAIN}
+                for n in ours}
     data = {e.value for t in model.graph.initializer for e in t.external_data if e.key == "location"}
     return inputs, nodes, versions, [path.parent / n for n in sorted(data) if (path.parent / n).is_file()]
 
@@ -206,34 +218,47 @@ def default_engine_path(onnx_path: Path, targets: list[str], plugins: bool) -> P
     return onnx_path.with_name(f"{onnx_path.stem}.{'-'.join(targets)}{suffix}.engine")
 
 
+@dataclass(frozen=True)
+class Lowerings:
+    moe: str | None = None  # how MoE was lowered ("pairs", "grouped (block_m=..)"), None: not
+    gdn: str | None = None  # how GatedDeltaRule was ("stages", "conditional (..)"), None: not
+
+
 @contextlib.contextmanager
-def moe_lowered(onnx_path: Path, options: BuildOptions) -> Iterator[tuple[Path, str | None]]:
-    """The model TensorRT parses: `onnx_path` itself, or with `moe_stages` a lowered copy written beside it (so
-    its external-data references still resolve) and removed afterwards. Yields (path, lowering description)."""
-    if not options.moe_stages:
-        yield onnx_path, None
+def lowered_model(onnx_path: Path, options: BuildOptions) -> Iterator[tuple[Path, Lowerings]]:
+    """The model TensorRT parses: `onnx_path` itself, or with `moe_stages` / `gdn_stages` a lowered copy written
+    beside it (so its external-data references still resolve) and removed afterwards."""
+    if not (options.moe_stages or options.gdn_stages):
+        yield onnx_path, Lowerings()
         return
+    flags = " / ".join(f for f, on in (("--moe-stages", options.moe_stages), ("--gdn-stages", options.gdn_stages))
+                       if on)
     if not options.plugins:
-        raise DeployKitError("--moe-stages replaces MoE by plugins, but plugins are disabled",
-                             "drop --no-plugins, or drop --moe-stages")
-    from deploykit.build.lower import lower_moe
+        raise DeployKitError(f"{flags} replaces nodes by plugins, but plugins are disabled",
+                             f"drop --no-plugins, or drop {flags}")
+    from deploykit.build.lower import lower_gdn, lower_moe
 
     model = _load_graph(onnx_path)
-    max_tokens = max(p.role("flat").max for p in options.profiles)
-    lowered, how = lower_moe(model, max_tokens)
-    if how is None:
-        yield onnx_path, None
+    moe = gdn = None
+    if options.moe_stages:
+        model, moe = lower_moe(model, max(p.role("flat").max for p in options.profiles))
+    if options.gdn_stages:
+        tokens = [p.role("tokens") for p in options.profiles]
+        model, gdn = lower_gdn(model, min(t.min for t in tokens), max(t.max for t in tokens))
+    how = Lowerings(moe.describe() if moe else None, gdn.describe() if gdn else None)
+    if how == Lowerings():
+        yield onnx_path, how
         return
     try:
-        fd, tmp = tempfile.mkstemp(dir=onnx_path.parent, prefix=f".{onnx_path.stem}.moe-stages.", suffix=".onnx")
+        fd, tmp = tempfile.mkstemp(dir=onnx_path.parent, prefix=f".{onnx_path.stem}.lowered.", suffix=".onnx")
     except OSError as exc:
         raise DeployKitError(f"cannot write the lowered model beside {onnx_path.name} ({exc.strerror})",
-                             "--moe-stages needs the export folder writable (its weights are referenced from there)"
+                             f"{flags} needs the export folder writable (its weights are referenced from there)"
                              ) from None
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(lowered.SerializeToString())
-        yield Path(tmp), how.describe()
+            f.write(model.SerializeToString())
+        yield Path(tmp), how
     finally:
         os.unlink(tmp)
 
@@ -250,11 +275,11 @@ def build_engine(onnx_path: str | Path, engine_path: str | Path | None = None,
     if options.aot_plugins and not options.plugins:
         raise DeployKitError("--aot-plugins asks for plugins, but plugins are disabled",
                              "drop --no-plugins, or drop --aot-plugins")
-    with moe_lowered(onnx_path, options) as (parse_path, moe_stages):
-        return _build(onnx_path, parse_path, moe_stages, engine_path, options)
+    with lowered_model(onnx_path, options) as (parse_path, lowerings):
+        return _build(onnx_path, parse_path, lowerings, engine_path, options)
 
 
-def _build(onnx_path: Path, parse_path: Path, moe_stages: str | None, engine_path: str | Path | None,
+def _build(onnx_path: Path, parse_path: Path, lowerings: Lowerings, engine_path: str | Path | None,
            options: BuildOptions) -> BuildResult:
     start = time.perf_counter()
     parsed = parse_onnx(parse_path, options.backend, options.plugin_kind)
@@ -285,7 +310,7 @@ def _build(onnx_path: Path, parse_path: Path, moe_stages: str | None, engine_pat
             plugin_kind=options.plugin_kind if used else None,
             plugin_layers=len(parsed.report.plugin_layers()), layer_types=parsed.report.layer_types(),
             inputs=parsed.report.inputs, outputs=parsed.report.outputs, profiles=profile_stamps,
-            optimization_level=options.optimization_level, moe_stages=moe_stages,
+            optimization_level=options.optimization_level, moe_stages=lowerings.moe, gdn_stages=lowerings.gdn,
             build_seconds=round(time.perf_counter() - start, 3),
         )
         tmp_manifest = _write_temp(engine_path, manifest.model_dump_json(indent=2).encode())

@@ -1,5 +1,5 @@
-"""Replaces each deploykit::MoE node by MoE's single-kernel stage ops (contract STAGE_OPS) before TensorRT
-parses the model.
+"""Replaces each deploykit::MoE node by MoE's single-kernel stage ops, and each GatedDeltaRule node by its three
+(contract STAGE_OPS), before TensorRT parses the model.
 
 Why: an ahead-of-time TensorRT plugin (tensorrt.plugin `aot_impl`, compiled PTX, no Python at run time)
 embeds exactly one kernel and gets no workspace. MoE is five kernels on its grouped path and two on its
@@ -14,6 +14,15 @@ count any optimization profile allows, since one engine has one graph for all pr
   pairs    up to PAIRS_MAX_TOKENS tokens: MoEPairGateUp -> MoEPairDown
   grouped  beyond: MoERoute -> MoEAlign -> MoEGateUp -> MoEDown -> ReduceSum(axis 1) -> CastLike(hidden);
            block_m 16 when every profile is decode-sized (<= 2 pairs per expert), else 64.
+
+GatedDeltaRule (`lower_gdn`): its own plugin is one kernel already (recurrent or chunked, TensorRT times the
+tactics), but the single chunked kernel walks a prompt's chunks in 64 or 128 programs at batch 1; the three
+stages (GatedDeltaPrep -> GatedDeltaStates -> GatedDeltaOut, fla's partition) run the state-free work of all
+chunks in parallel. Stages pay off only from a whole chunk on (at T = 1 they would move the state twice more),
+so by the profiles' token range (a graph holds one choice for every profile):
+  kept         no profile reaches 64 tokens
+  stages       every profile has 64 tokens or more
+  conditional  an ONNX If on T >= 64: the stages, else the GatedDeltaRule node (decode keeps its own kernel)
 """
 
 from __future__ import annotations
@@ -24,7 +33,7 @@ import onnx
 from onnx import helper as oh
 
 from deploykit.errors import DeployKitError
-from deploykit.ops.contract import DOMAIN, MOE, STAGE_OPS
+from deploykit.ops.contract import DOMAIN, GATED_DELTA_RULE, GDN_CHUNK, MOE, STAGE_OPS
 from deploykit.plugins.moe.paths import PAIRS_MAX_TOKENS, grouped_block_m
 
 MIN_OPSET = 15  # CastLike (opset 15); ReduceSum takes its axes as an input from opset 13
@@ -120,4 +129,99 @@ def lower_moe(model: onnx.ModelProto, max_tokens: int) -> tuple[onnx.ModelProto,
             lowered.graph.node.extend(_moe_stages(node, lowering))
         else:
             lowered.graph.node.append(node)
+    return lowered, lowering
+
+
+@dataclass(frozen=True)
+class GdnLowering:
+    mode: str  # "stages" or "conditional" (If T >= GDN_CHUNK)
+
+    def describe(self) -> str:
+        return "stages" if self.mode == "stages" else f"conditional (stages for T >= {GDN_CHUNK}, else the node)"
+
+
+def choose_gdn_lowering(min_tokens: int, max_tokens: int) -> GdnLowering | None:
+    """None (keep the node) when no profile reaches a chunk; stages when every profile does; else an If."""
+    if max_tokens < GDN_CHUNK:
+        return None
+    return GdnLowering("stages" if min_tokens >= GDN_CHUNK else "conditional")
+
+
+def _gdn_stages(node: onnx.NodeProto, outputs: list[str], base: str) -> list[onnx.NodeProto]:
+    q, k, v, g, beta, h0 = node.input
+    scale, l2 = float(_attr(node, "scale")), int(_attr(node, "use_qk_l2norm", 1))
+    t = lambda what: f"{base}/{what}"
+    return [
+        _stage_node("GatedDeltaPrep", [q, k, v, g, beta], [t("w"), t("u"), t("aqk"), t("gcs")], t("prep"),
+                    scale=scale, use_qk_l2norm=l2),
+        _stage_node("GatedDeltaStates", [k, t("w"), t("u"), t("gcs"), h0], [t("hs"), t("vn"), outputs[1]],
+                    t("states"), use_qk_l2norm=l2),
+        _stage_node("GatedDeltaOut", [q, t("hs"), t("vn"), t("aqk"), t("gcs")], [outputs[0]], t("out"),
+                    scale=scale, use_qk_l2norm=l2),
+    ]
+
+
+def _gdn_conditional(node: onnx.NodeProto, act_elem: int) -> list[onnx.NodeProto]:
+    """If(T >= GDN_CHUNK) { the stages } else { the node }, T read from q's shape at run time."""
+    base = node.name or node.output[0]
+    t = lambda what: f"{base}/{what}"
+    rank4 = [None] * 4  # [B, T, Hv, Dv] and [B, Hv, Dk, Dv]: rank known, sizes left to inference
+    branch_out = lambda side: [oh.make_tensor_value_info(t(f"{side}/output"), act_elem, rank4),
+                               oh.make_tensor_value_info(t(f"{side}/final_state"), onnx.TensorProto.FLOAT, rank4)]
+    stages = oh.make_graph(_gdn_stages(node, [t("then/output"), t("then/final_state")], t("then")),
+                           f"{base}_stages", [], branch_out("then"))
+    kept = onnx.NodeProto()
+    kept.CopyFrom(node)
+    kept.name = t("else/node")
+    del kept.output[:]
+    kept.output.extend([t("else/output"), t("else/final_state")])
+    single = oh.make_graph([kept], f"{base}_kernel", [], branch_out("else"))
+    scalar = lambda name, value: oh.make_node("Constant", [], [t(name)], name=t(name),
+                                              value=oh.make_tensor(t(name) + "_value", onnx.TensorProto.INT64, [], [value]))
+    return [
+        oh.make_node("Shape", [node.input[0]], [t("q_shape")], name=t("q_shape")),
+        scalar("time_axis", 1),
+        oh.make_node("Gather", [t("q_shape"), t("time_axis")], [t("tokens")], name=t("tokens"), axis=0),
+        scalar("chunk", GDN_CHUNK),
+        oh.make_node("GreaterOrEqual", [t("tokens"), t("chunk")], [t("whole_chunk")], name=t("whole_chunk")),
+        oh.make_node("If", [t("whole_chunk")], list(node.output), name=t("if"), then_branch=stages,
+                     else_branch=single),
+    ]
+
+
+def _activation_elem(model: onnx.ModelProto, name: str) -> int:
+    """ONNX element type of tensor `name`, from the graph's inputs / value_info or by shape inference."""
+    for vi in (*model.graph.input, *model.graph.value_info, *model.graph.output):
+        if vi.name == name and vi.type.tensor_type.elem_type:
+            return vi.type.tensor_type.elem_type
+    from deploykit.export.schemas import register_schemas
+
+    register_schemas()
+    inferred = onnx.shape_inference.infer_shapes(model)
+    for vi in inferred.graph.value_info:
+        if vi.name == name and vi.type.tensor_type.elem_type:
+            return vi.type.tensor_type.elem_type
+    raise DeployKitError(f"the dtype of {name} (a GatedDeltaRule input) is not known from the model",
+                         "re-export with the current deploykit, or build without --gdn-stages")
+
+
+def lower_gdn(model: onnx.ModelProto, min_tokens: int, max_tokens: int) -> tuple[onnx.ModelProto, GdnLowering | None]:
+    """A copy of `model` with every GatedDeltaRule node replaced by its stages, directly or under an If (see the
+    module docstring); returns it and the lowering used (None: no GatedDeltaRule node, or no profile reaches a
+    chunk: the model is returned as is)."""
+    nodes = [n for n in model.graph.node if n.domain == DOMAIN and n.op_type == GATED_DELTA_RULE.name]
+    lowering = choose_gdn_lowering(min_tokens, max_tokens) if nodes else None
+    if lowering is None:
+        return model, None
+    targets = {id(n) for n in nodes}
+    lowered = onnx.ModelProto()
+    lowered.CopyFrom(model)
+    del lowered.graph.node[:]
+    for node in model.graph.node:
+        if id(node) not in targets:
+            lowered.graph.node.append(node)
+        elif lowering.mode == "stages":
+            lowered.graph.node.extend(_gdn_stages(node, list(node.output), node.name or node.output[0]))
+        else:
+            lowered.graph.node.extend(_gdn_conditional(node, _activation_elem(model, node.input[0])))
     return lowered, lowering

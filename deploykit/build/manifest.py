@@ -53,6 +53,7 @@ class EngineManifest(BaseModel):
     profiles: list[ProfileStamp]
     optimization_level: int | None = None  # builder_optimization_level asked for (None: TensorRT's default)
     moe_stages: str | None = None  # MoE lowered to its stage plugins: "pairs" or "grouped (block_m=..)"
+    gdn_stages: str | None = None  # GatedDeltaRule lowered to its stage plugins: "stages" or "conditional (..)"
     build_seconds: float
 
 

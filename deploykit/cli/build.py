@@ -17,6 +17,7 @@ EXAMPLES = """Examples:
 
   deploykit build out/model.onnx --no-plugins      # deploykit nodes built from their reference bodies
   deploykit build out/model.onnx --moe-stages      # MoE as single-kernel stage plugins
+  deploykit build out/ --max-tokens 8192 --gdn-stages   # long prompts: GatedDeltaRule's three stage kernels
   deploykit build out/ --backend tensorrt --moe-stages --aot-plugins   # PTX kernels: serve without Python"""
 
 
@@ -52,6 +53,10 @@ def register(app: typer.Typer) -> None:
         moe_stages: Annotated[bool, typer.Option(help="Replace each MoE node by its single-kernel stage plugins "
                                                  "(pairs path up to 4 tokens, else grouped): what ahead-of-time, "
                                                  "Python-free plugins need.")] = False,
+        gdn_stages: Annotated[bool, typer.Option(help="Run prompts of 64 tokens or more through GatedDeltaRule's "
+                                                 "three stage plugins (chunk-parallel prep and output around the "
+                                                 "state scan, as flash-linear-attention does); shorter calls and "
+                                                 "decode keep the single-kernel plugin.")] = False,
         aot_plugins: Annotated[bool, typer.Option(help="Embed each plugin's kernel as PTX (tensorrt.plugin "
                                                   "ahead-of-time plugins), so the engine runs without Python, "
                                                   "e.g. in Triton Inference Server. Datacenter TensorRT only; MoE "
@@ -71,7 +76,7 @@ def register(app: typer.Typer) -> None:
         if bad:
             raise DeployKitError(f"--dim {bad[0]} is not NAME=ROLE", "for example --dim s53=total")
         options = BuildOptions(backend=backend, targets=target or [], plugins=plugins,
-                               optimization_level=opt_level, moe_stages=moe_stages,
+                               optimization_level=opt_level, moe_stages=moe_stages, gdn_stages=gdn_stages,
                                aot_plugins=aot_plugins, dim_roles=dict(d.split("=") for d in dim or []),
                                profiles=default_profiles(max_batch, max_tokens, max_past))
         result = build_engine(onnx_path, output, options)
@@ -88,4 +93,6 @@ def _print_summary(result) -> None:
     typer.echo(f"layers   {layers}")
     if m.moe_stages:
         typer.echo(f"moe      lowered to its stage plugins: {m.moe_stages}")
+    if m.gdn_stages:
+        typer.echo(f"gdn      lowered to its stage plugins: {m.gdn_stages}")
     typer.echo(f"manifest {result.manifest_path}")

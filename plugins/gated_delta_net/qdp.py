@@ -12,6 +12,10 @@ Each plugin embeds ONE kernel (`aot_impl`); GatedDeltaRule offers four tactics, 
   1 = recurrent kernel (decode / short prompts), 2 = chunked kernel (one persistent kernel per state tile),
   3 = chunked kernel with the blocked triangular solve, 4 = chunked kernel with 16-token chunks (launch.CHUNK16).
 Shapes Hk, Hv, Dk, Dv and the conv width must be build-time constants (they are per model); B and T are dynamic.
+
+GatedDeltaRule's stage ops (GatedDeltaPrep -> GatedDeltaStates -> GatedDeltaOut, `deploykit build --gdn-stages`)
+are the three kernels of the launcher's "split3" path, one AOT plugin each. The state scan's tile is chosen for
+batch 1 (a prefill; the batch is dynamic): 32 columns at Hv = 32, so 4 x 32 programs.
 """
 
 # No `from __future__ import annotations`: tensorrt.plugin reads these annotations as real types
@@ -27,12 +31,21 @@ from deploykit.plugins.aot import (
     device_arch,
     import_trt_plugin,
     is_build_time_constant,
+    stage_descriptors,
     string_attribute,
+    tune_combinations,
 )
 
-from deploykit.ops.contract import CAUSAL_CONV1D, GATED_DELTA_RULE
+from deploykit.ops.contract import (
+    CAUSAL_CONV1D,
+    GATED_DELTA_OUT,
+    GATED_DELTA_PREP,
+    GATED_DELTA_RULE,
+    GATED_DELTA_STATES,
+    GDN_CHUNK,
+)
 
-from .launch import CHUNK16, conv_aot_spec, gdn_aot_spec
+from .launch import CHUNK16, conv_aot_spec, gdn_aot_spec, gdn_stage_aot_spec
 
 trt, trtp = import_trt_plugin()
 AOT_RETURN = aot_impl_return_type(trtp)
@@ -161,3 +174,94 @@ def causal_conv1d_aot(
     extra = trtp.SymIntExprs(2)
     extra[0], extra[1] = trtp.SymInt32(T), trtp.SymInt32(C)
     return ck.name, ck.ptx, lp, extra
+
+
+# --- GatedDeltaRule's stage ops: one AOT kernel each ---
+
+
+def _stage_launch(spec, tensors, grid, T):
+    """aot_impl's return for one stage kernel: `grid` (ints or shape expressions), the runtime scalar T."""
+    ck = compile_ptx(aligned_to(spec, tensors), device_arch())
+    lp = trtp.KernelLaunchParams()
+    lp.grid_x, lp.grid_y = grid[0], grid[1]
+    if len(grid) > 2:
+        lp.grid_z = grid[2]
+    lp.block_x = ck.block_x
+    lp.shared_mem = ck.shared
+    extra = trtp.SymIntExprs(1)
+    extra[0] = trtp.SymInt32(T)
+    return ck.name, ck.ptx, lp, extra
+
+
+def _heads(q_or_k, v_like, hv_axis: int):
+    """(Hk, Dk, Hv, Dv): the build-time model dims of a stage op."""
+    HK = build_time_constant(q_or_k.shape_expr[2], "Hk")
+    K = build_time_constant(q_or_k.shape_expr[3], "Dk")
+    HV = build_time_constant(v_like.shape_expr[hv_axis], "Hv")
+    V = build_time_constant(v_like.shape_expr[len(v_like.shape_expr) - 1], "Dv")
+    return HK, K, HV, V
+
+
+@trtp.register("deploykit::GatedDeltaPrep")
+def gated_delta_prep_desc(
+    q: trtp.TensorDesc, k: trtp.TensorDesc, v: trtp.TensorDesc, g: trtp.TensorDesc, beta: trtp.TensorDesc,
+    scale: float, use_qk_l2norm: int,
+) -> Tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc]:
+    return stage_descriptors(trt, trtp, GATED_DELTA_PREP, [q, k, v, g, beta])
+
+
+@trtp.autotune("deploykit::GatedDeltaPrep")
+def gated_delta_prep_tune(q, k, v, g, beta, scale: float, use_qk_l2norm: int, outputs) -> List[trtp.AutoTuneCombination]:
+    return tune_combinations(trtp, GATED_DELTA_PREP)
+
+
+@trtp.aot_impl("deploykit::GatedDeltaPrep")
+def gated_delta_prep_aot(q, k, v, g, beta, scale: float, use_qk_l2norm: int, outputs, tactic) -> AOT_RETURN:
+    HK, K, HV, V = _heads(q, v, 2)
+    spec = gdn_stage_aot_spec("GatedDeltaPrep", _DTYPE[q.dtype], HK, HV, K, V, scale, use_qk_l2norm)
+    T = q.shape_expr[1]
+    grid = (trtp.cdiv(T, GDN_CHUNK), q.shape_expr[0] * HV)  # chunks, B * Hv
+    return _stage_launch(spec, [q, k, v, g, beta, *outputs], grid, T)
+
+
+@trtp.register("deploykit::GatedDeltaStates")
+def gated_delta_states_desc(
+    k: trtp.TensorDesc, w: trtp.TensorDesc, u: trtp.TensorDesc, gcs: trtp.TensorDesc,
+    initial_state: trtp.TensorDesc, use_qk_l2norm: int,
+) -> Tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc]:
+    return stage_descriptors(trt, trtp, GATED_DELTA_STATES, [k, w, u, gcs, initial_state])
+
+
+@trtp.autotune("deploykit::GatedDeltaStates")
+def gated_delta_states_tune(k, w, u, gcs, initial_state, use_qk_l2norm: int, outputs) -> List[trtp.AutoTuneCombination]:
+    return tune_combinations(trtp, GATED_DELTA_STATES)
+
+
+@trtp.aot_impl("deploykit::GatedDeltaStates")
+def gated_delta_states_aot(k, w, u, gcs, initial_state, use_qk_l2norm: int, outputs, tactic) -> AOT_RETURN:
+    HK, K, HV, V = _heads(k, u, 1)
+    spec = gdn_stage_aot_spec("GatedDeltaStates", _DTYPE[k.dtype], HK, HV, K, V, 1.0, use_qk_l2norm)
+    grid = (-(-V // spec.constexprs["BVS"]), k.shape_expr[0] * HV)  # state tiles, B * Hv
+    return _stage_launch(spec, [k, w, u, gcs, initial_state, *outputs], grid, k.shape_expr[1])
+
+
+@trtp.register("deploykit::GatedDeltaOut")
+def gated_delta_out_desc(
+    q: trtp.TensorDesc, hs: trtp.TensorDesc, vn: trtp.TensorDesc, aqk: trtp.TensorDesc, gcs: trtp.TensorDesc,
+    scale: float, use_qk_l2norm: int,
+) -> trtp.TensorDesc:
+    return stage_descriptors(trt, trtp, GATED_DELTA_OUT, [q, hs, vn, aqk, gcs])[0]
+
+
+@trtp.autotune("deploykit::GatedDeltaOut")
+def gated_delta_out_tune(q, hs, vn, aqk, gcs, scale: float, use_qk_l2norm: int, outputs) -> List[trtp.AutoTuneCombination]:
+    return tune_combinations(trtp, GATED_DELTA_OUT)
+
+
+@trtp.aot_impl("deploykit::GatedDeltaOut")
+def gated_delta_out_aot(q, hs, vn, aqk, gcs, scale: float, use_qk_l2norm: int, outputs, tactic) -> AOT_RETURN:
+    HK, K, HV, V = _heads(q, hs, 1)
+    spec = gdn_stage_aot_spec("GatedDeltaOut", _DTYPE[q.dtype], HK, HV, K, V, scale, use_qk_l2norm)
+    T = q.shape_expr[1]
+    grid = (trtp.cdiv(T, GDN_CHUNK), -(-V // spec.constexprs["BVO"]), q.shape_expr[0] * HV)
+    return _stage_launch(spec, [q, hs, vn, aqk, gcs, *outputs], grid, T)

@@ -22,7 +22,8 @@ from deploykit.plugins.aot import (
     contract_descriptors,
     device_arch,
     import_trt_plugin,
-    io_type_positions,
+    stage_descriptors,
+    tune_combinations,
 )
 
 from deploykit.ops.contract import (
@@ -33,7 +34,6 @@ from deploykit.ops.contract import (
     MOE_PAIR_DOWN,
     MOE_PAIR_GATE_UP,
     MOE_ROUTE,
-    OperatorArith,
 )
 
 from .launch import moe_fwd, moe_stage_aot_spec
@@ -42,7 +42,6 @@ trt, trtp = import_trt_plugin()
 AOT_RETURN = aot_impl_return_type(trtp)
 
 _DTYPE = {trt.float32: "float32", trt.float16: "float16", trt.bfloat16: "bfloat16"}
-_SHAPE_ARITH = OperatorArith(cdiv=trtp.cdiv, min=trtp.min, const=trtp.ShapeExpr)  # derived dims (contract)
 
 
 @trtp.register("deploykit::MoE")
@@ -101,16 +100,11 @@ def moe_impl(
 
 
 def _stage_descs(spec, inputs, attrs):
-    act = next(d.dtype for d, t in zip(inputs, spec.inputs) if t.dtype == "T")
-    return contract_descriptors(spec, inputs, act, trt.float32, trtp.from_shape_expr, attrs, trt.int32,
-                                _SHAPE_ARITH)
+    return stage_descriptors(trt, trtp, spec, inputs, attrs)
 
 
 def _combinations(spec) -> List[trtp.AutoTuneCombination]:
-    c = trtp.AutoTuneCombination()
-    for types, positions in io_type_positions(spec).items():
-        c.pos(positions, types)
-    return [c]
+    return tune_combinations(trtp, spec)
 
 
 def _launch(spec, tensors, grid_x, tiled_extent: int | None = None, extra_scalars=()):

@@ -19,7 +19,9 @@ from deploykit.build.profiles import default_profiles
 from deploykit.errors import DeployKitError
 from deploykit.export.schemas import register_schemas
 from deploykit.ops import moe as ref
-from deploykit.ops.contract import DOMAIN, STAGE_OPS
+from deploykit.ops.contract import DOMAIN, GATED_DELTA_RULE, STAGE_OPS
+from deploykit.ops.gated_delta_rule import naive_gated_delta_rule
+from deploykit.ops.gated_delta_rule import stages as gdn_ref
 
 NAIVE_STAGES = {
     "MoERoute": ref.naive_moe_route,
@@ -28,17 +30,24 @@ NAIVE_STAGES = {
     "MoEDown": ref.naive_moe_down,
     "MoEPairGateUp": ref.naive_moe_pair_gate_up,
     "MoEPairDown": ref.naive_moe_pair_down,
+    "GatedDeltaPrep": gdn_ref.naive_gated_delta_prep,
+    "GatedDeltaStates": gdn_ref.naive_gated_delta_states,
+    "GatedDeltaOut": gdn_ref.naive_gated_delta_out,
+    "GatedDeltaRule": naive_gated_delta_rule,  # the node an If keeps for short calls
 }
 
 
-def _stage_runner(spec):
-    """An onnx.reference op for a stage op that calls its naive torch reference (contract argument order)."""
+def _stage_runner(spec, calls: list | None = None):
+    """An onnx.reference op for a stage op that calls its naive torch reference (contract argument order);
+    each call's op name is appended to `calls`."""
     names = [a.name for a in spec.attributes if a.name != "plugin_version"]
     fn = NAIVE_STAGES[spec.name]
 
     def _run(self, *inputs, **_):
         attrs = [getattr(self, n) for n in names]  # OpRun keeps each node attribute as an instance attribute
         out = fn(*(torch.from_numpy(np.asarray(x)) for x in inputs), *attrs)
+        if calls is not None:
+            calls.append(spec.name)
         return tuple(o.numpy() for o in (out if isinstance(out, tuple) else (out,)))
 
     return type(spec.name, (OpRun,), {"op_domain": DOMAIN, "_run": _run})

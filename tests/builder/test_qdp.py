@@ -25,8 +25,18 @@ from deploykit.plugins.aot import string_attribute
 from onnx import TensorProto
 from onnx import helper as oh
 
-from deploykit.build.lower import lower_moe
-from deploykit.ops.contract import ALL_OPS, CAUSAL_CONV1D, DOMAIN, GATED_DELTA_RULE, MOE, PLUGIN_OPS
+from deploykit.build.lower import lower_gdn, lower_moe
+from deploykit.ops.contract import (
+    ALL_OPS,
+    CAUSAL_CONV1D,
+    DOMAIN,
+    GATED_DELTA_OUT,
+    GATED_DELTA_PREP,
+    GATED_DELTA_RULE,
+    GATED_DELTA_STATES,
+    MOE,
+    PLUGIN_OPS,
+)
 
 pytest.importorskip("tensorrt_rtx_bindings")
 if importlib.util.find_spec("tensorrt_bindings") is None:
@@ -68,6 +78,12 @@ CASES = {  # name -> (model, what the launcher is told beyond the attributes)
     "gdn_prefill": lambda: _node_model(GATED_DELTA_RULE, {**GDN_DIMS, "T": 70}, GDN_ATTRS, "bfloat16"),
     "gdn_decode": lambda: _node_model(GATED_DELTA_RULE, {**GDN_DIMS, "T": 1}, GDN_ATTRS, "float16"),
     "gdn_dynamic": lambda: _node_model(GATED_DELTA_RULE, {**GDN_DIMS, "B": "B", "T": "T"}, GDN_ATTRS, "float16"),
+    "gdn_conditional": lambda: lower_gdn(
+        _node_model(GATED_DELTA_RULE, {**GDN_DIMS, "B": "B", "T": "T"}, GDN_ATTRS, "bfloat16"), 1, 8192)[0],
+    "gdn_prep": lambda: _node_model(GATED_DELTA_PREP, {**GDN_DIMS, "T": 70}, GDN_ATTRS, "bfloat16"),
+    "gdn_states": lambda: _node_model(GATED_DELTA_STATES, {**GDN_DIMS, "T": 70, "NT": 2, "C": 64},
+                                      {"use_qk_l2norm": 1}, "float16"),
+    "gdn_out": lambda: _node_model(GATED_DELTA_OUT, {**GDN_DIMS, "T": 130, "NT": 3, "C": 64}, GDN_ATTRS, "bfloat16"),
     "conv_decode": lambda: _node_model(CAUSAL_CONV1D, {"B": 3, "C": 300, "T": 1, "Km1": 3, "K": 4},
                                        {"activation": "silu"}, "bfloat16"),
     "conv_prefill": lambda: _node_model(CAUSAL_CONV1D, {"B": 2, "C": 96, "T": 100, "Km1": 3, "K": 4},
@@ -138,6 +154,15 @@ def _by_hand(op, ins):
     if op == "GatedDeltaRule":
         (B, T, _, Dk), (_, _, Hv, Dv) = ins[0], ins[2]
         return [[B, T, Hv, Dv], [B, Hv, Dk, Dv]]
+    if op in ("GatedDeltaPrep", "GatedDeltaOut"):
+        (B, T, _, Dk), Hv, Dv = ins[0], ins[2][2 if op == "GatedDeltaPrep" else 1], ins[2][-1]
+        NT = -(-T // 64)  # 64-token chunks, the last one padded
+        if op == "GatedDeltaOut":
+            return [[B, T, Hv, Dv]]
+        return [[B, Hv, NT, 64, Dk], [B, Hv, NT, 64, Dv], [B, Hv, NT, 64, 64], [B, Hv, NT, 64]]
+    if op == "GatedDeltaStates":
+        (B, _, _, Dk), (_, Hv, NT, C, _), Dv = ins[0], ins[1], ins[2][-1]
+        return [[B, Hv, NT, Dk, Dv], [B, Hv, NT, C, Dv], [B, Hv, Dk, Dv]]
     assert op == "CausalConv1d"
     return [ins[0], ins[1]]
 
@@ -163,7 +188,7 @@ def test_moe_stage_shapes(bridged):
                 assert outs == [[N, K, I], [N, K], [N, K]]
             else:
                 assert outs == [[ins[2][0], ins[1][1]]]
-    for case in ("gdn_prefill", "gdn_decode", "conv_decode", "conv_prefill"):
+    for case in ("gdn_prefill", "gdn_decode", "gdn_prep", "gdn_states", "gdn_out", "conv_decode", "conv_prefill"):
         (r,) = _launches(bridged[case])
         assert r["outputs"] == _by_hand(r["op"], r["inputs"])
 
@@ -204,6 +229,10 @@ GDN_TACTICS = {"1": dict(mode="recurrent"), "2": dict(mode="chunk", dot_precisio
                "3": dict(mode="chunk", solve="blocked", dot_precision="tf32"),
                "4": dict(mode="chunk", dot_precision="tf32", chunk_size=16, block_v=32, num_warps=4)}
 
+# the stage plugins: tf32 dots too, and the state scan's tile of batch 1 (32 columns; the launcher picks by B)
+GDN_STAGE_KWARGS = {"GatedDeltaPrep": dict(dot_precision="tf32"), "GatedDeltaOut": dict(dot_precision="tf32"),
+                    "GatedDeltaStates": dict(dot_precision="tf32", block_v=32)}
+
 
 def _launcher_call(r, tactic: str) -> dict:
     """What the op's torch launcher launches (one kernel, not run) for the plugin's static input shapes and
@@ -215,12 +244,13 @@ def _launcher_call(r, tactic: str) -> dict:
     inputs = [torch.zeros(d, dtype=TORCH[t]) for d, t in zip(r["inputs"], r["types"])]
     attrs = [r["attrs"][a.name] for a in spec.attributes if a.name != "plugin_version"]
     attrs = [string_attribute(a) if isinstance(a, str) else a for a in attrs]
-    kwargs = GDN_TACTICS[tactic] if r["op"] == "GatedDeltaRule" else {}
+    kwargs = GDN_TACTICS[tactic] if r["op"] == "GatedDeltaRule" else GDN_STAGE_KWARGS.get(r["op"], {})
     (kernel, grid, args, call_kwargs), _ = recorded_launch(launcher(r["op"]), (*inputs, *attrs), kwargs)
     return {"kernel": kernel.__name__, "grid": list(grid), "args": args, "kwargs": dict(call_kwargs)}
 
 
-STATIC = ["moe_pairs", "moe_grouped16", "moe_grouped64", "gdn_prefill", "gdn_decode", "conv_decode", "conv_prefill"]
+STATIC = ["moe_pairs", "moe_grouped16", "moe_grouped64", "gdn_prefill", "gdn_decode", "gdn_prep", "gdn_states",
+          "gdn_out", "conv_decode", "conv_prefill"]
 
 
 @pytest.mark.parametrize("case", STATIC)
@@ -267,7 +297,7 @@ def test_conv_picks_its_decode_tiles_only_for_one_token(bridged):
     assert prefill["tactics"]["0"]["grid"] == [2, 6, 2]  # B = 2, ceil(96 / 16), ceil(100 / 64)
 
 
-@pytest.mark.parametrize("case", ["moe_dynamic", "gdn_dynamic"])
+@pytest.mark.parametrize("case", ["moe_dynamic", "gdn_dynamic", "gdn_conditional"])
 def test_dynamic_dims_stay_symbolic(bridged, case):
     """Dims that only the runtime knows reach the launch as expressions (None here), model dims as constants."""
     launches = _launches(bridged[case])
@@ -295,3 +325,12 @@ def test_builder_registers_either_kind_of_plugin_on_datacenter_tensorrt(tmp_path
     python_stamps, aot_stamps = result["stamps"]["python"], result["stamps"]["aot"]
     assert [p["name"] for p in aot_stamps] == list(PLUGIN_OPS)
     assert all(a["sha256"] != p["sha256"] for a, p in zip(aot_stamps, python_stamps))  # different sources
+
+
+def test_the_conditional_gdn_lowering_builds_both_branches_as_aot_plugins(bridged):
+    """--gdn-stages with prefill and decode profiles: an If whose branches hold the three stage plugins and the
+    GatedDeltaRule plugin, every one an AOT kernel (tensorrt.plugin's aot_impl ran for each)."""
+    rec = bridged["gdn_conditional"]
+    assert sorted(r["op"] for r in _created(rec)) == sorted(["GatedDeltaRule", "GatedDeltaPrep", "GatedDeltaStates",
+                                                             "GatedDeltaOut"])
+    assert {r["op"] for r in _launches(rec)} == {r["op"] for r in _created(rec)}
