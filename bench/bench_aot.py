@@ -38,6 +38,21 @@ def _gdn(B, T, tactic):
     return launcher("GatedDeltaRule"), (*gdn.inputs(B, T, *heads), gdn.K**-0.5, 1), tactic
 
 
+def _gdn_stage(stage, T):
+    """One GatedDeltaRule stage op at batch 1 x `T` tokens, as the QDP plugins compile it (tf32 dots, the state
+    scan's batch-1 tile of 32 columns), its inputs made by the stages before it (JIT)."""
+    heads = (1, 2) if SMOKE else (16, 32)
+    q, k, v, g, beta, h0 = gdn.inputs(1, T, *heads)
+    scale, tf32 = gdn.K**-0.5, dict(dot_precision="tf32")
+    if stage == "GatedDeltaPrep":
+        return launcher(stage), (q, k, v, g, beta, scale, 1), tf32
+    w, u, aqk, gcs = launcher("GatedDeltaPrep")(q, k, v, g, beta, scale, 1, **tf32)
+    if stage == "GatedDeltaStates":
+        return launcher(stage), (k, w, u, gcs, h0, 1), dict(tf32, block_v=32 if not SMOKE else None)
+    hs, vn, _ = launcher("GatedDeltaStates")(k, w, u, gcs, h0, 1, **tf32)
+    return launcher(stage), (q, hs, vn, aqk, gcs, scale, 1), tf32
+
+
 def _conv(B, C, T):
     x = torch.randn(B, C, T, device=DEV, dtype=torch.bfloat16)
     state = torch.randn(B, C, 3, device=DEV, dtype=torch.bfloat16)
@@ -76,6 +91,9 @@ CASES = {  # name -> () -> (launcher, args, launcher keywords[, row mask of each
     "moe_align_64": lambda: _moe("MoEAlign", 8 if S else 64),
     "moe_gate_up_64": lambda: _moe("MoEGateUp", 8 if S else 64),
     "moe_down_64": lambda: _moe("MoEDown", 8 if S else 64),
+    "gdn_prep_8192": lambda: _gdn_stage("GatedDeltaPrep", 20 if S else 8192),  # --gdn-stages' three plugins
+    "gdn_states_8192": lambda: _gdn_stage("GatedDeltaStates", 20 if S else 8192),
+    "gdn_out_8192": lambda: _gdn_stage("GatedDeltaOut", 20 if S else 8192),
     "conv_decode_64": lambda: _conv(4 if S else 64, 48 if S else 8192, 1),
     "conv_prefill_8192": lambda: _conv(1, 48 if S else 8192, 70 if S else 8191),  # T % 16 != 0
 }

@@ -132,6 +132,20 @@ def aot(out_dir: str) -> None:
         verdict = "MATCH" if r["match"] else "MISMATCH"
         print(f"  {verdict} {r['aot']:26s} {r['kernel']:24s} max |aot - jit| / max |jit| = {r['max_diff_rel']}; "
               f"{r['aot_ms']} ms vs jit {r['jit_ms']} ms (aot/jit {r['aot_over_jit']})")
+    # the engine's prefill at 8192 tokens x 32 heads, each AOT form, against fla's chunk kernel (same run)
+    by_name = {r["aot"]: r for r in runs if r.get("aot_ms")}
+    fla = next((r["throughput_ms"] for r in rows_glob(f"{out_dir}/fla*.jsonl")
+                if r.get("kernel") == "chunk" and (r.get("H"), r.get("HV"), r.get("T")) == (16, 32, 8192)
+                and "throughput_ms" in r), None)
+    stages = [by_name.get(f"gdn_{s}_8192") for s in ("prep", "states", "out")]
+    forms = {"tactic 2 (64-token chunks)": by_name.get("gdn_prefill_8192_tactic2"),
+             "tactic 4 (16-token chunks)": by_name.get("gdn_prefill_8192_tactic4")}
+    forms = {k: v["aot_ms"] for k, v in forms.items() if v}
+    if all(stages):
+        forms["--gdn-stages (prep + states + out)"] = round(sum(r["aot_ms"] for r in stages), 4)
+    for what, ms in forms.items():
+        vs = f" -> fla/ours = {fla / ms:.2f}x [target <= fla: {'MET' if ms <= fla else 'MISSED'}]" if fla else ""
+        print(f"  AOT prefill T=8192 HV=32, {what}: {ms} ms{vs}")
 
 
 if __name__ == "__main__":

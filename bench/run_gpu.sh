@@ -44,7 +44,7 @@ fla_cases() {  # kind, then "H HV N" triples; each case in its own process as fl
   local kind=$1; shift
   for c in "$@"; do python bench/baselines/fla_baseline.py "$kind" $c; done
 }
-if [ "$STAGE" = quick ]; then  # step timeouts: 90 + 60 + 45 + 120 + 120 + 60 + 60 + 35 = 590 s
+if [ "$STAGE" = quick ]; then  # step timeouts: 90 + 60 + 45 + 120 + 120 + 60 + 50 + 45 = 590 s
   step() {  # seconds, output file, command...: a step cut off or failed is noted, the next one still runs;
     # rows are appended (both fla steps write fla.jsonl: the device tool brings back 8 files at most)
     local secs=$1 file=$2; shift 2
@@ -58,10 +58,10 @@ if [ "$STAGE" = quick ]; then  # step timeouts: 90 + 60 + 45 + 120 + 120 + 60 + 
   step 120 moe.jsonl python bench/bench_moe.py --quick $S
   step 120 gdn_prefill.jsonl python bench/bench_gdn.py --quick --only prefill $S
   baseline 60 fla.jsonl bash -c 'for c in "16 32 8192" "32 32 8192"; do python bench/baselines/fla_baseline.py chunk $c; done'
-  baseline 60 moe_baseline.jsonl python bench/baselines/moe_baseline.py
+  baseline 50 moe_baseline.jsonl python bench/baselines/moe_baseline.py
   # the AOT specialisations (what engines embed) run and checked against the JIT launchers; last, as the
   # least decisive: if the call's own limit cuts it, kernel_ratios.py can be run on the files back home
-  step 35 aot.jsonl python bench/bench_aot.py $S
+  step 45 aot.jsonl python bench/bench_aot.py $S
   python bench/kernel_ratios.py "$OUT_DIR" | tee "$OUT_DIR/ratios.txt"
   exit 0
 fi

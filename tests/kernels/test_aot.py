@@ -141,7 +141,8 @@ def _qwen_gdn_inputs(B, T):
 def test_the_specs_of_launcher_calls_are_the_qdp_plugins_specs(monkeypatch):
     """bench/bench_aot.py compiles `spec_of_launch` of a launcher's call and runs it on the GPU as the AOT
     kernel; that stands for the QDP plugins only if their aot_impls build the same specs (kernel, argument
-    types, constexprs, warps). Here for every GDN tactic and MoE's pair stages at Qwen3.5 shapes."""
+    types, constexprs, warps). Here for every GDN tactic, GDN's three stages and MoE's pair
+    stages at Qwen3.5 shapes."""
     import torch
     from deploykit.plugins.aot import recorded_launch, spec_of_launch
     from deploykit.plugins.gated_delta_net import gated_delta_rule_fwd
@@ -164,6 +165,21 @@ def test_the_specs_of_launcher_calls_are_the_qdp_plugins_specs(monkeypatch):
         (moe_pair_gate_up_fwd, (torch.zeros(2, 2048, dtype=torch.bfloat16), torch.zeros(2, 256, dtype=torch.bfloat16),
                                 torch.zeros(256, 1024, 2048, dtype=torch.bfloat16), 8, 1), {},
          moe_stage_aot_spec("MoEPairGateUp", "bfloat16", 2048, 512, 256, 8, 1)),
+    ]
+    # GatedDeltaRule's stage ops at a 100-token prompt, batch 1 (the plugins' state tile), tf32 dots
+    from deploykit.plugins.gated_delta_net import gated_delta_out_fwd, gated_delta_prep_fwd, gated_delta_states_fwd
+    from deploykit.plugins.gated_delta_net.launch import gdn_stage_aot_spec
+
+    q, k, v, g, beta, h0, scale, l2 = _qwen_gdn_inputs(1, 100)
+    f32 = lambda *shape: torch.zeros(*shape)  # noqa: E731  (the stage intermediates: 2 chunks of 64)
+    w, u, aqk, gcs = f32(1, 32, 2, 64, 128), f32(1, 32, 2, 64, 128), f32(1, 32, 2, 64, 64), f32(1, 32, 2, 64)
+    hs = f32(1, 32, 2, 128, 128)
+    stage = lambda op: gdn_stage_aot_spec(op, "bfloat16", 16, 32, 128, 128, scale, l2)  # noqa: E731
+    cases += [
+        (gated_delta_prep_fwd, (q, k, v, g, beta, scale, l2), dict(dot_precision="tf32"), stage("GatedDeltaPrep")),
+        (gated_delta_states_fwd, (k, w, u, gcs, h0, l2), dict(dot_precision="tf32", block_v=32),
+         stage("GatedDeltaStates")),
+        (gated_delta_out_fwd, (q, hs, u, aqk, gcs, scale, l2), dict(dot_precision="tf32"), stage("GatedDeltaOut")),
     ]
     for fn, args, kwargs, qdp in cases:
         (kernel, _, call_args, call_kwargs), _ = recorded_launch(fn, args, kwargs)
