@@ -76,7 +76,8 @@ _DTYPES = {"half": "HALF", "float": "FLOAT", "bf16": "BF16", "bfloat16": "BF16",
            "int32": "INT32", "bool": "BOOL", "int8": "INT8", "fp8": "FP8", "uint8": "UINT8"}
 
 
-_PROFILE_SUFFIX = re.compile(r" \[profile \d+\]$")  # names in the 2nd, 3rd... profile's graph
+_PROFILE_SUFFIX = re.compile(r" \[profile \d+\]")  # in the 2nd, 3rd... profile's layer names; an If's layers
+# carry it twice ("(IfConditional* 0) [profile 1]^...^name [profile 1]")
 
 
 def _tensor_entry(text: str, name: str) -> TensorInfo | None:

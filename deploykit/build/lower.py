@@ -189,20 +189,33 @@ def _gdn_conditional(node: onnx.NodeProto, act_elem: int) -> list[onnx.NodeProto
     ]
 
 
-def _activation_elem(model: onnx.ModelProto, name: str) -> int:
-    """ONNX element type of tensor `name`, from the graph's inputs / value_info or by shape inference."""
-    for vi in (*model.graph.input, *model.graph.value_info, *model.graph.output):
-        if vi.name == name and vi.type.tensor_type.elem_type:
-            return vi.type.tensor_type.elem_type
+def _value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+    """Every typed tensor of the graph: its inputs, outputs and value_info, and what shape inference adds (with
+    the deploykit schemas registered, so the contract's rule types the custom nodes' outputs)."""
     from deploykit.export.schemas import register_schemas
 
     register_schemas()
-    inferred = onnx.shape_inference.infer_shapes(model)
-    for vi in inferred.graph.value_info:
-        if vi.name == name and vi.type.tensor_type.elem_type:
-            return vi.type.tensor_type.elem_type
-    raise DeployKitError(f"the dtype of {name} (a GatedDeltaRule input) is not known from the model",
-                         "re-export with the current deploykit, or build without --gdn-stages")
+    infos = {}
+    for graph in (model.graph, onnx.shape_inference.infer_shapes(model).graph):
+        for vi in (*graph.input, *graph.value_info, *graph.output):
+            if vi.type.tensor_type.elem_type:
+                infos.setdefault(vi.name, vi)
+    return infos
+
+
+def _check_head_dims(node: onnx.NodeProto, infos: dict) -> int:
+    """The activation dtype of a GatedDeltaRule node; refuses head dims the stage kernels do not take."""
+    q, v = infos.get(node.input[0]), infos.get(node.input[2])
+    if q is None:
+        raise DeployKitError(f"the dtype of {node.input[0]} (a GatedDeltaRule input) is not known from the model",
+                             "re-export with the current deploykit, or build without --gdn-stages")
+    for what, vi in (("Dk", q), ("Dv", v)):
+        dims = vi.type.tensor_type.shape.dim if vi is not None else []
+        size = dims[3].dim_value if len(dims) == 4 and dims[3].HasField("dim_value") else 0
+        if size and size & (size - 1):
+            raise DeployKitError(f"GatedDeltaRule node {node.name or node.output[0]} has {what} = {size}; its stage "
+                                 "kernels need power-of-two head dims", "build without --gdn-stages")
+    return q.type.tensor_type.elem_type
 
 
 def lower_gdn(model: onnx.ModelProto, min_tokens: int, max_tokens: int) -> tuple[onnx.ModelProto, GdnLowering | None]:
@@ -213,7 +226,9 @@ def lower_gdn(model: onnx.ModelProto, min_tokens: int, max_tokens: int) -> tuple
     lowering = choose_gdn_lowering(min_tokens, max_tokens) if nodes else None
     if lowering is None:
         return model, None
-    targets = {id(n) for n in nodes}
+    infos = _value_infos(model)
+    elems = {id(n): _check_head_dims(n, infos) for n in nodes}
+    targets = set(elems)
     lowered = onnx.ModelProto()
     lowered.CopyFrom(model)
     del lowered.graph.node[:]
@@ -223,5 +238,5 @@ def lower_gdn(model: onnx.ModelProto, min_tokens: int, max_tokens: int) -> tuple
         elif lowering.mode == "stages":
             lowered.graph.node.extend(_gdn_stages(node, list(node.output), node.name or node.output[0]))
         else:
-            lowered.graph.node.extend(_gdn_conditional(node, _activation_elem(model, node.input[0])))
+            lowered.graph.node.extend(_gdn_conditional(node, elems[id(node)]))
     return lowered, lowering

@@ -150,3 +150,27 @@ def test_tiny_moe_builds_with_moe_stages_through_the_cli(exports, capsys):
     after = sorted(p.name for p in onnx_path.parent.iterdir())
     assert set(after) - set(before) == {engine.name, engine.name + ".json", plain.engine_path.name,
                                         plain.manifest_path.name}
+
+
+def test_tiny_dense_builds_with_gdn_stages_through_the_cli(exports, capsys):
+    """`deploykit build --gdn-stages` on the exported tiny dense model with prefill (1-128 tokens) and decode
+    profiles: every linear-attention layer's GatedDeltaRule node sits in an If beside its three stage plugins
+    (the head dims and dtype come from shape inference on the exported graph), and the engine's I/O stays the
+    export's."""
+    from deploykit.cli import main
+
+    onnx_path = exports("dense", "float16")
+    engine = onnx_path.parent / "gdn_stages.engine"
+    code = main(["build", str(onnx_path), "--gdn-stages", "--target", "sm89", "--max-batch", "2", "--max-tokens",
+                 "128", "--max-past", "64", "--opt-level", str(FAST), "--output", str(engine)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "gdn      lowered to its stage plugins: conditional (stages for T >= 64, else the node)" in out
+    m = verify_manifest(engine)
+    n_gdn = _expected("dense")["GatedDeltaRule"]
+    assert sorted(p.name for p in m.plugins) == ["GatedDeltaOut", "GatedDeltaPrep", "GatedDeltaRule",
+                                                 "GatedDeltaStates"]
+    assert m.plugin_layers == 4 * n_gdn and m.layer_types["CONDITION"] == n_gdn
+    plain = build_engine(onnx_path, options=BuildOptions(targets=["sm89"], profiles=PROFILES, optimization_level=FAST))
+    assert [(t.name, t.dtype) for t in m.outputs] == [(t.name, t.dtype) for t in plain.manifest.outputs]
+    assert [(t.name, t.dtype) for t in m.inputs] == [(t.name, t.dtype) for t in plain.manifest.inputs]

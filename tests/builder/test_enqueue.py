@@ -155,3 +155,51 @@ def test_moe_stage_plugins_enqueue_in_graph_order_matches_naive(backend, save, m
     torch.testing.assert_close(out, want, atol=4 * 2**-10 * want.abs().max().item(), rtol=0)
     assert sorted(plugins) == (["GatedDeltaRule", "MoEPairDown", "MoEPairGateUp"] if how.path == "pairs" else
                                ["GatedDeltaRule", "MoEAlign", "MoEDown", "MoEGateUp", "MoERoute"])
+
+
+def test_gdn_stage_plugins_enqueue_in_graph_order_match_naive(backend, save):
+    """The lowered GatedDeltaRule (--gdn-stages, a prefill-only engine: the three stages without an If) as
+    TensorRT parsed it: each stage plugin's attributes decoded from TensorRT's fields, its launcher run through
+    run_launcher into buffers of the contract's shapes, in graph order, on a 70-token fp16 prompt. The result is
+    the token-by-token reference."""
+    from contract_graphs import contract_model
+    from deploykit.plugins.tensorrt_v3 import run_launcher
+
+    from deploykit.build.builder import parse_onnx
+    from deploykit.build.lower import lower_gdn
+    from deploykit.ops.contract import STAGE_OPS
+    from deploykit.ops.gated_delta_rule import naive_gated_delta_rule
+
+    lowered, how = lower_gdn(contract_model(body=False), 64, 128)
+    assert how.mode == "stages"
+    parsed = parse_onnx(save(lowered), backend, plugins=True)
+    plugins = {}
+    for i in range(parsed.network.num_layers):
+        layer = parsed.network.get_layer(i)
+        if layer.type.name == "PLUGIN_V3":
+            layer.__class__ = backend.trt.IPluginV3Layer
+            core = layer.plugin.get_capability_interface(backend.trt.PluginCapabilityType.CORE)
+            plugins[core.plugin_name] = core
+    gen = torch.Generator().manual_seed(3)
+    B, T, HK, HV, D = 2, 70, 2, 4, 8  # contract_model's GDN sizes
+    r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
+    inputs = {"gdr_q": r(B, T, HK, D).half(), "gdr_k": r(B, T, HK, D).half(), "gdr_v": r(B, T, HV, D).half(),
+              "gdr_g": -torch.rand(B, T, HV, generator=gen) * 0.5, "gdr_beta": torch.rand(B, T, HV, generator=gen).half(),
+              "gdr_initial_state": r(B, HV, D, D)}
+    values = dict(inputs)
+    dtypes = {"T": torch.float16, "float32": torch.float32}
+    ran = []
+    for node in lowered.graph.node:
+        if node.domain != "deploykit" or node.op_type not in STAGE_OPS:
+            continue
+        spec, plugin = STAGE_OPS[node.op_type], plugins[node.op_type]
+        ins = [values[n] for n in node.input]
+        shapes = spec.infer_shapes([tuple(t.shape) for t in ins], plugin.attrs)
+        outs = [torch.full(s, float("nan"), dtype=dtypes[o.dtype]) for s, o in zip(shapes, spec.outputs)]
+        run_launcher(spec, plugin.attrs, ins, outs)
+        values.update(zip(node.output, outs))
+        ran.append(node.op_type)
+    assert ran == ["GatedDeltaPrep", "GatedDeltaStates", "GatedDeltaOut"]
+    want_o, want_h = naive_gated_delta_rule(*inputs.values(), 0.35, 1)  # contract_model's scale
+    torch.testing.assert_close(values["gdr_final_state"], want_h, atol=1e-5 * want_h.abs().max().item(), rtol=0)
+    torch.testing.assert_close(values["gdr_output"], want_o, atol=2**-10 * want_o.abs().max().item(), rtol=2**-10)

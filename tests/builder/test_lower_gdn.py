@@ -110,3 +110,14 @@ def test_gdn_stages_need_plugins(save):
     path = save(contract_model(body=True))
     with pytest.raises(DeployKitError, match="--gdn-stages replaces nodes by plugins, but plugins are disabled"):
         build_engine(path, options=BuildOptions(plugins=False, gdn_stages=True))
+
+
+def test_head_dims_the_stage_kernels_do_not_take_are_refused():
+    """The stage outputs are Dk / Dv wide and the kernels' tiles powers of two: a clear error at lowering time,
+    not a failed build."""
+    model = _gdn_model()
+    for vi in model.graph.input:
+        if vi.name in ("q", "k"):
+            vi.type.tensor_type.shape.dim[3].dim_value = 24
+    with pytest.raises(DeployKitError, match="has Dk = 24; its stage kernels need power-of-two head dims"):
+        lower_gdn(model, 1, 128)
