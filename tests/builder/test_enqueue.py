@@ -11,20 +11,25 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("triton")
 
 
+def _plugins_of(backend, parsed) -> dict:
+    """{plugin name: its IPluginV3 core} of every plugin layer TensorRT's parser made."""
+    plugins = {}
+    for i in range(parsed.network.num_layers):
+        layer = parsed.network.get_layer(i)
+        if layer.type.name == "PLUGIN_V3":
+            layer.__class__ = backend.trt.IPluginV3Layer
+            core = layer.plugin.get_capability_interface(backend.trt.PluginCapabilityType.CORE)
+            plugins[core.plugin_name] = core
+    return plugins
+
+
 def _parsed_plugins(backend, save) -> dict:
     """{plugin name: plugin object} as TensorRT created them from contract_model()'s nodes."""
     from contract_graphs import contract_model
 
     from deploykit.build.builder import parse_onnx
 
-    parsed = parse_onnx(save(contract_model()), backend, plugins=True)
-    out = {}
-    for i in range(parsed.network.num_layers):
-        layer = parsed.network.get_layer(i)
-        layer.__class__ = backend.trt.IPluginV3Layer
-        plugin = layer.plugin.get_capability_interface(backend.trt.PluginCapabilityType.CORE)
-        out[plugin.plugin_name] = plugin
-    return out
+    return _plugins_of(backend, parse_onnx(save(contract_model()), backend, plugins=True))
 
 
 @pytest.mark.parametrize("tactic", [0, 1, 2, 3, 4, 5, 6])
@@ -113,43 +118,49 @@ def test_moe_enqueue_matches_naive(backend, save):
     torch.testing.assert_close(out, naive_moe(hidden, logits, gate_up, down, 2, 1), atol=1e-4, rtol=1e-4)
 
 
-@pytest.mark.parametrize("max_tokens", [1, 16])
-def test_moe_stage_plugins_enqueue_in_graph_order_matches_naive(backend, save, max_tokens):
-    """The lowered MoE as TensorRT parsed it: each stage plugin's attributes decoded from TensorRT's fields, its
-    launcher run through run_launcher into buffers of the shapes the contract gives, in the graph's order, then
-    the graph's ReduceSum + cast. The result is the MoE reference."""
-    from contract_graphs import contract_model
+def _run_stages(lowered, plugins, values: dict) -> list[str]:
+    """Each stage node of `lowered`, in graph order, through run_launcher with its plugin's decoded attributes,
+    into NaN-filled buffers of the contract's shapes (TensorRT's); `values` maps tensor names and is updated.
+    Returns the op types run."""
     from deploykit.plugins.tensorrt_v3 import run_launcher
 
-    from deploykit.build.builder import parse_onnx
-    from deploykit.build.lower import lower_moe
     from deploykit.ops.contract import STAGE_OPS
-    from deploykit.ops.moe import naive_moe
 
-    lowered, how = lower_moe(contract_model(body=False), max_tokens)
-    parsed = parse_onnx(save(lowered), backend, plugins=True)
-    plugins = {}
-    for i in range(parsed.network.num_layers):
-        layer = parsed.network.get_layer(i)
-        if layer.type.name == "PLUGIN_V3":
-            layer.__class__ = backend.trt.IPluginV3Layer
-            core = layer.plugin.get_capability_interface(backend.trt.PluginCapabilityType.CORE)
-            plugins[core.plugin_name] = core
-    gen = torch.Generator().manual_seed(2)
-    N, H, E, I = 3, 16, 4, 6  # contract_model's sizes, top_k 2
-    inputs = {"moe_hidden": torch.randn(N, H, generator=gen), "moe_router_logits": torch.randn(N, E, generator=gen),
-              "moe_gate_up": torch.randn(E, 2 * I, H, generator=gen) / 4, "moe_down": torch.randn(E, H, I, generator=gen) / 4}
-    values = {k: v.to(torch.float16) for k, v in inputs.items()}  # contract_model's default dtype
     dtypes = {"T": torch.float16, "float32": torch.float32, "int32": torch.int32}
+    ran = []
     for node in lowered.graph.node:
         if node.domain != "deploykit" or node.op_type not in STAGE_OPS:
             continue
         spec, plugin = STAGE_OPS[node.op_type], plugins[node.op_type]
         ins = [values[n] for n in node.input]
         shapes = spec.infer_shapes([tuple(t.shape) for t in ins], plugin.attrs)
-        outs = [torch.empty(s, dtype=dtypes[o.dtype]) for s, o in zip(shapes, spec.outputs)]  # TensorRT's buffers
+        fill = lambda dt: float("nan") if dt.is_floating_point else -1  # noqa: E731  (unwritten shows)
+        outs = [torch.full(s, fill(dtypes[o.dtype]), dtype=dtypes[o.dtype]) for s, o in zip(shapes, spec.outputs)]
         run_launcher(spec, plugin.attrs, ins, outs)
         values.update(zip(node.output, outs))
+        ran.append(node.op_type)
+    return ran
+
+
+@pytest.mark.parametrize("max_tokens", [1, 16])
+def test_moe_stage_plugins_enqueue_in_graph_order_matches_naive(backend, save, max_tokens):
+    """The lowered MoE as TensorRT parsed it: each stage plugin's attributes decoded from TensorRT's fields, its
+    launcher run through run_launcher into buffers of the shapes the contract gives, in the graph's order, then
+    the graph's ReduceSum + cast. The result is the MoE reference."""
+    from contract_graphs import contract_model
+
+    from deploykit.build.builder import parse_onnx
+    from deploykit.build.lower import lower_moe
+    from deploykit.ops.moe import naive_moe
+
+    lowered, how = lower_moe(contract_model(body=False), max_tokens)
+    plugins = _plugins_of(backend, parse_onnx(save(lowered), backend, plugins=True))
+    gen = torch.Generator().manual_seed(2)
+    N, H, E, I = 3, 16, 4, 6  # contract_model's sizes, top_k 2
+    inputs = {"moe_hidden": torch.randn(N, H, generator=gen), "moe_router_logits": torch.randn(N, E, generator=gen),
+              "moe_gate_up": torch.randn(E, 2 * I, H, generator=gen) / 4, "moe_down": torch.randn(E, H, I, generator=gen) / 4}
+    values = {k: v.to(torch.float16) for k, v in inputs.items()}  # contract_model's default dtype
+    _run_stages(lowered, plugins, values)
     out = values["moe_output"] if how.path == "pairs" else values["moe_node/pair_out"].sum(1).to(torch.float16)
     want = naive_moe(*(values[k] for k in inputs), 2, 1)
     torch.testing.assert_close(out, want, atol=4 * 2**-10 * want.abs().max().item(), rtol=0)
@@ -163,23 +174,14 @@ def test_gdn_stage_plugins_enqueue_in_graph_order_match_naive(backend, save):
     run_launcher into buffers of the contract's shapes, in graph order, on a 70-token fp16 prompt. The result is
     the token-by-token reference."""
     from contract_graphs import contract_model
-    from deploykit.plugins.tensorrt_v3 import run_launcher
 
     from deploykit.build.builder import parse_onnx
     from deploykit.build.lower import lower_gdn
-    from deploykit.ops.contract import STAGE_OPS
     from deploykit.ops.gated_delta_rule import naive_gated_delta_rule
 
     lowered, how = lower_gdn(contract_model(body=False), 64, 128)
     assert how.mode == "stages"
-    parsed = parse_onnx(save(lowered), backend, plugins=True)
-    plugins = {}
-    for i in range(parsed.network.num_layers):
-        layer = parsed.network.get_layer(i)
-        if layer.type.name == "PLUGIN_V3":
-            layer.__class__ = backend.trt.IPluginV3Layer
-            core = layer.plugin.get_capability_interface(backend.trt.PluginCapabilityType.CORE)
-            plugins[core.plugin_name] = core
+    plugins = _plugins_of(backend, parse_onnx(save(lowered), backend, plugins=True))
     gen = torch.Generator().manual_seed(3)
     B, T, HK, HV, D = 2, 70, 2, 4, 8  # contract_model's GDN sizes
     r = lambda *s: torch.randn(*s, generator=gen)  # noqa: E731
@@ -187,19 +189,7 @@ def test_gdn_stage_plugins_enqueue_in_graph_order_match_naive(backend, save):
               "gdr_g": -torch.rand(B, T, HV, generator=gen) * 0.5, "gdr_beta": torch.rand(B, T, HV, generator=gen).half(),
               "gdr_initial_state": r(B, HV, D, D)}
     values = dict(inputs)
-    dtypes = {"T": torch.float16, "float32": torch.float32}
-    ran = []
-    for node in lowered.graph.node:
-        if node.domain != "deploykit" or node.op_type not in STAGE_OPS:
-            continue
-        spec, plugin = STAGE_OPS[node.op_type], plugins[node.op_type]
-        ins = [values[n] for n in node.input]
-        shapes = spec.infer_shapes([tuple(t.shape) for t in ins], plugin.attrs)
-        outs = [torch.full(s, float("nan"), dtype=dtypes[o.dtype]) for s, o in zip(shapes, spec.outputs)]
-        run_launcher(spec, plugin.attrs, ins, outs)
-        values.update(zip(node.output, outs))
-        ran.append(node.op_type)
-    assert ran == ["GatedDeltaPrep", "GatedDeltaStates", "GatedDeltaOut"]
+    assert _run_stages(lowered, plugins, values) == ["GatedDeltaPrep", "GatedDeltaStates", "GatedDeltaOut"]
     want_o, want_h = naive_gated_delta_rule(*inputs.values(), 0.35, 1)  # contract_model's scale
     torch.testing.assert_close(values["gdr_final_state"], want_h, atol=1e-5 * want_h.abs().max().item(), rtol=0)
     torch.testing.assert_close(values["gdr_output"], want_o, atol=2**-10 * want_o.abs().max().item(), rtol=2**-10)
