@@ -241,7 +241,8 @@ def lowered_model(onnx_path: Path, options: BuildOptions) -> Iterator[tuple[Path
     model = _load_graph(onnx_path)
     moe = gdn = None
     if options.moe_stages:
-        model, moe = lower_moe(model, max(p.role("flat").max for p in options.profiles))
+        flat = [p.role("flat") for p in options.profiles]
+        model, moe = lower_moe(model, max(f.max for f in flat), min(f.min for f in flat))
     if options.gdn_stages:
         tokens = [p.role("tokens") for p in options.profiles]
         model, gdn = lower_gdn(model, min(t.min for t in tokens), max(t.max for t in tokens))

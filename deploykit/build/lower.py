@@ -9,11 +9,12 @@ allocates, and each plugin is one kernel. The exported ONNX keeps one MoE node: 
 validates against PyTorch, and the stages' composition is tested against the same naive reference
 (tests/builder/test_lower.py).
 
-Which sequence (deploykit.plugins.moe.paths, the launcher's own rules) is decided by the largest token
-count any optimization profile allows, since one engine has one graph for all profiles:
-  pairs    up to PAIRS_MAX_TOKENS tokens: MoEPairGateUp -> MoEPairDown
-  grouped  beyond: MoERoute -> MoEAlign -> MoEGateUp -> MoEDown -> ReduceSum(axis 1) -> CastLike(hidden);
-           block_m 16 when every profile is decode-sized (<= 2 pairs per expert), else 64.
+Which sequence (deploykit.plugins.moe.paths, the launcher's own rules) follows the token counts the
+optimization profiles allow, since one engine has one graph for all profiles:
+  pairs        no profile beyond PAIRS_MAX_TOKENS tokens: MoEPairGateUp -> MoEPairDown
+  grouped      every profile beyond: MoERoute -> MoEAlign -> MoEGateUp -> MoEDown -> ReduceSum(axis 1) ->
+               CastLike(hidden); block_m 16 when the largest call has <= 2 pairs per expert, else 64
+  conditional  both (decode beside prefill): an ONNX If on N <= PAIRS_MAX_TOKENS, pairs, else grouped
 
 GatedDeltaRule (`lower_gdn`): its own plugin is one kernel already (recurrent or chunked, TensorRT times the
 tactics), but the single chunked kernel walks a prompt's chunks in 64 or 128 programs at batch 1; the three
@@ -41,20 +42,26 @@ MIN_OPSET = 15  # CastLike (opset 15); ReduceSum takes its axes as an input from
 
 @dataclass(frozen=True)
 class MoELowering:
-    path: str  # "pairs" or "grouped"
-    block_m: int = 0  # grouped only
+    path: str  # "pairs", "grouped", or "conditional" (If N <= PAIRS_MAX_TOKENS: pairs, else grouped)
+    block_m: int = 0  # the grouped sequence's (grouped and conditional)
 
     def describe(self) -> str:
-        return self.path if self.path == "pairs" else f"grouped (block_m={self.block_m})"
+        grouped = f"grouped (block_m={self.block_m})"
+        if self.path == "conditional":
+            return f"conditional (pairs for N <= {PAIRS_MAX_TOKENS}, else {grouped})"
+        return grouped if self.path == "grouped" else "pairs"
 
 
-def choose_lowering(max_tokens: int, num_experts: int | None, top_k: int) -> MoELowering:
-    """The stage sequence for an engine whose profiles allow up to `max_tokens` tokens per MoE call."""
+def choose_lowering(max_tokens: int, num_experts: int | None, top_k: int,
+                    min_tokens: int | None = None) -> MoELowering:
+    """The stage sequence for an engine whose profiles allow `min_tokens` to `max_tokens` tokens per MoE call
+    (min_tokens None: one sequence for all, chosen by the largest)."""
     if max_tokens <= PAIRS_MAX_TOKENS:
         return MoELowering("pairs")
-    if num_experts is None:  # expert count unknown in the graph: the prefill tiles are right for any count
-        return MoELowering("grouped", 64)
-    return MoELowering("grouped", grouped_block_m(max_tokens * top_k, num_experts))
+    # expert count unknown in the graph: the prefill tiles are right for any count
+    bm = 64 if num_experts is None else grouped_block_m(max_tokens * top_k, num_experts)
+    both = min_tokens is not None and min_tokens <= PAIRS_MAX_TOKENS
+    return MoELowering("conditional" if both else "grouped", bm)
 
 
 def _attr(node: onnx.NodeProto, name: str, default=None):
@@ -82,19 +89,17 @@ def _stage_node(op: str, inputs: list[str], outputs: list[str], name: str, **att
                         plugin_namespace=DOMAIN, **attrs)
 
 
-def _moe_stages(node: onnx.NodeProto, lowering: MoELowering) -> list[onnx.NodeProto]:
+def _moe_sequence(node: onnx.NodeProto, path: str, bm: int, out: str, base: str) -> list[onnx.NodeProto]:
+    """One MoE node's stage sequence ("pairs" or "grouped" with block_m `bm`), writing `out`."""
     hidden, logits, gate_up, down = node.input
-    (out,) = node.output
     top_k, norm = int(_attr(node, "top_k")), int(_attr(node, "norm_topk_prob", 1))
-    base = node.name or out
     t = lambda what: f"{base}/{what}"
-    if lowering.path == "pairs":
+    if path == "pairs":
         return [
             _stage_node("MoEPairGateUp", [hidden, logits, gate_up], [t("inter"), t("ids"), t("weights")],
                         t("pair_gate_up"), top_k=top_k, norm_topk_prob=norm),
             _stage_node("MoEPairDown", [t("inter"), down, t("ids"), t("weights")], [out], t("pair_down")),
         ]
-    bm = lowering.block_m
     axes = oh.make_tensor(t("axes_value"), onnx.TensorProto.INT64, [1], [1])
     return [
         _stage_node("MoERoute", [logits], [t("ids"), t("weights")], t("route"), top_k=top_k, norm_topk_prob=norm),
@@ -109,9 +114,46 @@ def _moe_stages(node: onnx.NodeProto, lowering: MoELowering) -> list[onnx.NodePr
     ]
 
 
-def lower_moe(model: onnx.ModelProto, max_tokens: int) -> tuple[onnx.ModelProto, MoELowering | None]:
+def _if_on_dim(node: onnx.NodeProto, tensor: str, axis: int, op: str, bound: int, then_nodes, else_nodes,
+               outputs: list[tuple[str, int, int]]) -> list[onnx.NodeProto]:
+    """If(op(tensor.shape[axis], bound)) { then_nodes } else { else_nodes }, the condition read from the shape at
+    run time. `outputs`: (suffix, elem type, rank) of each of node's outputs; the branches write
+    `{base}/then/{suffix}` and `{base}/else/{suffix}`."""
+    base = node.name or node.output[0]
+    t = lambda what: f"{base}/{what}"
+
+    def branch(side: str, nodes) -> onnx.GraphProto:
+        infos = [oh.make_tensor_value_info(t(f"{side}/{sfx}"), elem, [None] * rank) for sfx, elem, rank in outputs]
+        return oh.make_graph(nodes, f"{base}_{side}".replace("/", "_"), [], infos)
+
+    scalar = lambda name, value: oh.make_node("Constant", [], [t(name)], name=t(name),  # noqa: E731
+                                              value=oh.make_tensor(t(name) + "_value", onnx.TensorProto.INT64, [],
+                                                                   [value]))
+    return [
+        oh.make_node("Shape", [tensor], [t("shape")], name=t("shape")),
+        scalar("axis", axis),
+        oh.make_node("Gather", [t("shape"), t("axis")], [t("size")], name=t("size"), axis=0),
+        scalar("bound", bound),
+        oh.make_node(op, [t("size"), t("bound")], [t("cond")], name=t("cond")),
+        oh.make_node("If", [t("cond")], list(node.output), name=t("if"), then_branch=branch("then", then_nodes),
+                     else_branch=branch("else", else_nodes)),
+    ]
+
+
+def _moe_stages(node: onnx.NodeProto, lowering: MoELowering, elem: int = 0) -> list[onnx.NodeProto]:
+    base, (out,) = node.name or node.output[0], node.output
+    if lowering.path != "conditional":
+        return _moe_sequence(node, lowering.path, lowering.block_m, out, base)
+    pairs = _moe_sequence(node, "pairs", 0, f"{base}/then/output", f"{base}/then")
+    grouped = _moe_sequence(node, "grouped", lowering.block_m, f"{base}/else/output", f"{base}/else")
+    return _if_on_dim(node, node.input[0], 0, "LessOrEqual", PAIRS_MAX_TOKENS, pairs, grouped, [("output", elem, 2)])
+
+
+def lower_moe(model: onnx.ModelProto, max_tokens: int,
+              min_tokens: int | None = None) -> tuple[onnx.ModelProto, MoELowering | None]:
     """A copy of `model` with every MoE node replaced by its stages (weights untouched: external data stays
-    where it is); returns it and the lowering used (None: no MoE node, the model is returned as is)."""
+    where it is); returns it and the lowering used (None: no MoE node, the model is returned as is). With
+    `min_tokens` at most PAIRS_MAX_TOKENS (a decode profile beside a prefill one) an If picks the sequence."""
     moe_nodes = [n for n in model.graph.node if n.domain == DOMAIN and n.op_type == MOE.name]
     if not moe_nodes:
         return model, None
@@ -120,13 +162,19 @@ def lower_moe(model: onnx.ModelProto, max_tokens: int) -> tuple[onnx.ModelProto,
         raise DeployKitError(f"the model's ONNX opset {opset} is older than {MIN_OPSET}, which the MoE stages need",
                              "re-export with the current deploykit, or build without --moe-stages")
     first = moe_nodes[0]
-    lowering = choose_lowering(max_tokens, _leading_dim(model, first.input[2]), int(_attr(first, "top_k")))
+    lowering = choose_lowering(max_tokens, _leading_dim(model, first.input[2]), int(_attr(first, "top_k")),
+                               min_tokens)
+    infos = _value_infos(model) if lowering.path == "conditional" else {}
     lowered = onnx.ModelProto()
     lowered.CopyFrom(model)
     del lowered.graph.node[:]
     for node in model.graph.node:
         if node.domain == DOMAIN and node.op_type == MOE.name:
-            lowered.graph.node.extend(_moe_stages(node, lowering))
+            elem = infos[node.input[0]].type.tensor_type.elem_type if node.input[0] in infos else 0
+            if lowering.path == "conditional" and not elem:
+                raise DeployKitError(f"the dtype of {node.input[0]} (a MoE input) is not known from the model",
+                                     "re-export with the current deploykit, or build without --moe-stages")
+            lowered.graph.node.extend(_moe_stages(node, lowering, elem))
         else:
             lowered.graph.node.append(node)
     return lowered, lowering
@@ -165,28 +213,15 @@ def _gdn_conditional(node: onnx.NodeProto, act_elem: int) -> list[onnx.NodeProto
     """If(T >= GDN_CHUNK) { the stages } else { the node }, T read from q's shape at run time."""
     base = node.name or node.output[0]
     t = lambda what: f"{base}/{what}"
-    rank4 = [None] * 4  # [B, T, Hv, Dv] and [B, Hv, Dk, Dv]: rank known, sizes left to inference
-    branch_out = lambda side: [oh.make_tensor_value_info(t(f"{side}/output"), act_elem, rank4),
-                               oh.make_tensor_value_info(t(f"{side}/final_state"), onnx.TensorProto.FLOAT, rank4)]
-    stages = oh.make_graph(_gdn_stages(node, [t("then/output"), t("then/final_state")], t("then")),
-                           f"{base}_stages", [], branch_out("then"))
+    stages = _gdn_stages(node, [t("then/output"), t("then/final_state")], t("then"))
     kept = onnx.NodeProto()
     kept.CopyFrom(node)
     kept.name = t("else/node")
     del kept.output[:]
     kept.output.extend([t("else/output"), t("else/final_state")])
-    single = oh.make_graph([kept], f"{base}_kernel", [], branch_out("else"))
-    scalar = lambda name, value: oh.make_node("Constant", [], [t(name)], name=t(name),
-                                              value=oh.make_tensor(t(name) + "_value", onnx.TensorProto.INT64, [], [value]))
-    return [
-        oh.make_node("Shape", [node.input[0]], [t("q_shape")], name=t("q_shape")),
-        scalar("time_axis", 1),
-        oh.make_node("Gather", [t("q_shape"), t("time_axis")], [t("tokens")], name=t("tokens"), axis=0),
-        scalar("chunk", GDN_CHUNK),
-        oh.make_node("GreaterOrEqual", [t("tokens"), t("chunk")], [t("whole_chunk")], name=t("whole_chunk")),
-        oh.make_node("If", [t("whole_chunk")], list(node.output), name=t("if"), then_branch=stages,
-                     else_branch=single),
-    ]
+    # [B, T, Hv, Dv] and [B, Hv, Dk, Dv]: rank known, sizes left to inference
+    outputs = [("output", act_elem, 4), ("final_state", onnx.TensorProto.FLOAT, 4)]
+    return _if_on_dim(node, node.input[0], 1, "GreaterOrEqual", GDN_CHUNK, stages, [kept], outputs)
 
 
 def _value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:

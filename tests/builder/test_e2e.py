@@ -127,9 +127,10 @@ def test_exported_node_with_a_wrong_plugin_version_is_plugin_not_found(exports):
 
 
 def test_tiny_moe_builds_with_moe_stages_through_the_cli(exports, capsys):
-    """`deploykit build --moe-stages` on the exported tiny MoE model: every layer's MoE node becomes the grouped
-    stage sequence (profiles allow 2 x 16 tokens), the engine's I/O stays the export's, and the lowered copy
-    parsed beside model.onnx (which references model.onnx.data) is gone afterwards."""
+    """`deploykit build --moe-stages` on the exported tiny MoE model: every layer's MoE node becomes an If
+    between the pairs sequence (decode, up to 4 tokens) and the grouped one (prefill up to 2 x 16 tokens), the
+    engine's I/O stays the export's, and the lowered copy parsed beside model.onnx (which references
+    model.onnx.data) is gone afterwards."""
     from deploykit.cli import main
 
     onnx_path = exports("moe", "float16")
@@ -139,11 +140,12 @@ def test_tiny_moe_builds_with_moe_stages_through_the_cli(exports, capsys):
                  "16", "--max-past", "64", "--opt-level", str(FAST), "--output", str(engine)])
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "moe      lowered to its stage plugins: grouped (block_m=64)" in out
+    assert "moe      lowered to its stage plugins: conditional (pairs for N <= 4, else grouped (block_m=64))" in out
     m = verify_manifest(engine)
     n_moe, n_gdn = _expected("moe")["MoE"], _expected("moe")["GatedDeltaRule"]
-    assert sorted(p.name for p in m.plugins) == ["GatedDeltaRule", "MoEAlign", "MoEDown", "MoEGateUp", "MoERoute"]
-    assert m.plugin_layers == n_gdn + 4 * n_moe
+    assert sorted(p.name for p in m.plugins) == ["GatedDeltaRule", "MoEAlign", "MoEDown", "MoEGateUp",
+                                                 "MoEPairDown", "MoEPairGateUp", "MoERoute"]
+    assert m.plugin_layers == n_gdn + 6 * n_moe and m.layer_types["CONDITION"] == n_moe
     plain = build_engine(onnx_path, options=BuildOptions(targets=["sm89"], profiles=PROFILES, optimization_level=FAST))
     assert [(t.name, t.shape, t.dtype) for t in m.outputs] == [(t.name, t.shape, t.dtype) for t in plain.manifest.outputs]
     assert [(t.name, t.shape, t.dtype) for t in m.inputs] == [(t.name, t.shape, t.dtype) for t in plain.manifest.inputs]

@@ -69,7 +69,11 @@ def _inputs(N, H, E, I, dtype, seed):
             (r(E, H, I) * I**-0.5).to(dtype)]
 
 
-def test_choose_lowering_follows_the_launchers_rules():
+def test_choose_lowering_follows_the_launchers_rules_and_the_profiles_range():
+    # a decode profile beside a prefill one: an If between the two sequences
+    assert choose_lowering(64, 256, 8, min_tokens=1) == MoELowering("conditional", 16)
+    assert choose_lowering(64, 256, 8, min_tokens=5) == MoELowering("grouped", 16)
+    assert choose_lowering(4, 256, 8, min_tokens=1) == MoELowering("pairs")
     # pairs up to PAIRS_MAX_TOKENS = 4 tokens; grouped blocks of 16 rows while pairs <= 2 experts' worth
     assert choose_lowering(4, 256, 8) == MoELowering("pairs")
     assert choose_lowering(5, 256, 8) == MoELowering("grouped", 16)  # 40 pairs, 256 experts
@@ -103,6 +107,27 @@ def test_lowered_graph_computes_the_moe_reference(max_tokens, path, block_m, dty
     assert (torch.from_numpy(got).float() - want.float()).abs().max() <= tol * scale
 
 
+@pytest.mark.parametrize("N,branch", [(3, "pairs"), (7, "grouped")])
+def test_conditional_lowering_picks_the_sequence_by_the_token_count(N, branch):
+    """Prefill and decode profiles (1 to 100 tokens): an If on N <= 4 between the two sequences. Run by
+    onnx.reference with the naive stages, it equals naive_moe, through the pairs at 3 tokens and the grouped
+    sequence at 7."""
+    H, E, I, K = 16, 12, 4, 3
+    lowered, how = lower_moe(_moe_model(H, E, I, K), 100, min_tokens=1)
+    assert (how.path, how.block_m) == ("conditional", 64)
+    register_schemas()
+    onnx.checker.check_model(lowered, full_check=True)
+    assert [n.op_type for n in lowered.graph.node][-1] == "If"
+    calls: list[str] = []
+    ev = ReferenceEvaluator(lowered, new_ops=[_stage_runner(s, calls) for s in STAGE_OPS.values()])
+    x = _inputs(N, H, E, I, torch.float32, seed=N)
+    (got,) = ev.run(None, dict(zip(["x", "logits", "gate_up", "down"], (t.numpy() for t in x))))
+    want = ref.naive_moe(*x, K, 1)
+    assert calls == (["MoEPairGateUp", "MoEPairDown"] if branch == "pairs" else
+                     ["MoERoute", "MoEAlign", "MoEGateUp", "MoEDown"])
+    assert (torch.from_numpy(got) - want).abs().max() <= 1e-6 * want.abs().max()
+
+
 def test_model_without_moe_is_returned_unchanged():
     model = contract_model(body=False)
     del model.graph.node[1]  # drop the MoE node
@@ -116,24 +141,38 @@ def test_old_opset_is_a_clear_error():
         lower_moe(model, 8)
 
 
-@pytest.mark.parametrize("max_tokens,want", [
-    (1, ["GatedDeltaRule", "MoEPairGateUp", "MoEPairDown"]),
-    (16, ["GatedDeltaRule", "MoERoute", "MoEAlign", "MoEGateUp", "MoEDown"]),
-])
-def test_tensorrt_builds_the_stage_plugins(backend, save, max_tokens, want):
-    """TensorRT's parser maps every stage node to its plugin and the builder accepts their derived output dims
-    (IExprBuilder CEIL_DIV / MIN / PROD); the engine's MoE output keeps the MoE node's shape and dtype; the
-    lowered copy parsed beside the model is gone afterwards."""
+def _profiles(min_tokens: int, max_tokens: int):
+    """One profile of 1-2 sequences of min_tokens..max_tokens new tokens (default_profiles adds decode, T = 1)."""
+    from deploykit.build.profiles import DimRange, ProfileSpec
+
+    return [ProfileSpec(name="p", batch=DimRange(min=1, opt=2, max=2),
+                        tokens=DimRange(min=min_tokens, opt=max_tokens, max=max_tokens),
+                        past=DimRange(min=0, opt=0, max=32))]
+
+
+PAIRS = ["MoEPairGateUp", "MoEPairDown"]
+GROUPED = ["MoERoute", "MoEAlign", "MoEGateUp", "MoEDown"]
+
+
+@pytest.mark.parametrize("profiles,want,how", [
+    (default_profiles(max_batch=2, max_tokens=1, max_past=32), PAIRS, "pairs"),
+    (_profiles(8, 16), GROUPED, "grouped (block_m=64)"),
+    (default_profiles(max_batch=2, max_tokens=16, max_past=32), PAIRS + GROUPED,
+     "conditional (pairs for N <= 4, else grouped (block_m=64))"),
+], ids=["decode-only", "prefill-only", "prefill-and-decode"])
+def test_tensorrt_builds_the_stage_plugins(backend, save, profiles, want, how):
+    """TensorRT's parser maps every stage node to its plugin (inside an If's branches too) and the builder
+    accepts their derived output dims (IExprBuilder CEIL_DIV / MIN / PROD); the engine's MoE output keeps the
+    MoE node's shape and dtype; the lowered copy parsed beside the model is gone afterwards."""
     path = save(contract_model("bfloat16", body=True))
-    options = BuildOptions(profiles=default_profiles(max_batch=2, max_tokens=max_tokens, max_past=32),
-                           moe_stages=True)
-    result = build_engine(path, options=options)
+    result = build_engine(path, options=BuildOptions(profiles=profiles, moe_stages=True))
     m = result.manifest
-    assert [p.name for p in m.plugins] == want
-    assert m.layer_types["PLUGIN_V3"] == len(want)
-    assert m.moe_stages == ("pairs" if max_tokens == 1 else "grouped (block_m=64)")
-    if max_tokens > 1:
-        assert m.layer_types["REDUCE"] == 1 and m.layer_types["CAST"] == 1
+    assert sorted(p.name for p in m.plugins) == sorted(["GatedDeltaRule", *want])
+    assert m.layer_types["PLUGIN_V3"] == 1 + len(want)
+    assert m.moe_stages == how
+    assert m.layer_types.get("CONDITION", 0) == how.startswith("conditional")
+    if how != "pairs":  # the grouped tail; an If adds one cast of its own (TensorRT's, on the shape value)
+        assert m.layer_types["REDUCE"] == 1 and m.layer_types["CAST"] == 1 + how.startswith("conditional")
     out = {o.name: (o.shape, o.dtype) for o in m.outputs}
     assert out["moe_output"] == ([-1, 16], "BF16")  # [N, H] of contract_model, N dynamic
     assert sorted(p.name for p in path.parent.iterdir()) == sorted(
