@@ -224,7 +224,7 @@ def gated_delta_prep_fwd(q, k, v, g, beta, scale: float, use_qk_l2norm: int = 1,
 
 
 def gated_delta_states_fwd(k, w, u, gcs, initial_state, use_qk_l2norm: int = 1, *, dot_precision: str = "ieee",
-                           block_v: int | None = None):
+                           block_v: int | None = None, num_warps: int = 4):
     """GatedDeltaStates: (hs [B,Hv,NT,Dk,Dv], vn [B,Hv,NT,64,Dv], final_state [B,Hv,Dk,Dv]), fp32; one program
     per state tile, sequential over the chunks."""
     GATED_DELTA_STATES.check_shapes([tuple(x.shape) for x in (k, w, u, gcs, initial_state)])
@@ -237,7 +237,7 @@ def gated_delta_states_fwd(k, w, u, gcs, initial_state, use_qk_l2norm: int = 1, 
     if not T:
         return hs, vn, ht.copy_(h0)
     BVS = block_v or gdn_tiles(common["K"], V, B, HV, chunked=True)[1]
-    scan = dict(BT=CHUNK, BV=V, BVS=BVS, DOT=dot_precision, num_warps=4, num_stages=SCAN_STAGES)
+    scan = dict(BT=CHUNK, BV=V, BVS=BVS, DOT=dot_precision, num_warps=num_warps, num_stages=SCAN_STAGES)
     _states(*(x.contiguous() for x in (k, w, u, gcs)), h0, T, hs, vn, ht, BVS, scan, common)
     return hs, vn, ht
 
@@ -396,17 +396,34 @@ def gdn_split_aot_specs(
 
 
 GDN_STAGES = ("GatedDeltaPrep", "GatedDeltaStates", "GatedDeltaOut")  # split3's kernels, in launch order
+# The stage plugins' tactics (TensorRT times each when it builds, on the engine's GPU), as launcher keywords.
+# Prep: the two solves (sm_90: the row solve fits in 216 registers, the blocked one spills 184 B). States: the
+# state tile of batch 1 (32 columns), then the two spill-free ones on sm_90 (bench/RESULTS.md static table).
+GDN_STAGE_TACTICS = {
+    "GatedDeltaPrep": {1: dict(solve="rows"), 2: dict(solve="blocked")},
+    "GatedDeltaStates": {1: dict(block_v=32, num_warps=4), 2: dict(block_v=16, num_warps=4),
+                         3: dict(block_v=32, num_warps=8)},
+    "GatedDeltaOut": {1: {}},
+}
 
 
 def gdn_stage_aot_spec(op: str, dtype: str, HK: int, HV: int, K: int, V: int, scale: float, use_qk_l2norm: int,
-                       dot_precision: str = "tf32", solve: str = "rows"):
-    """The KernelSpec of one GatedDeltaRule stage op (contract STAGE_OPS), its runtime arguments in the QDP AOT
-    order (the op's inputs, T, its outputs): split3's kernel at batch 1's state tile."""
+                       dot_precision: str = "tf32", tactic: int = 1):
+    """The KernelSpec of one GatedDeltaRule stage op (contract STAGE_OPS) for one of its tactics
+    (GDN_STAGE_TACTICS), its runtime arguments in the QDP AOT order (the op's inputs, T, its outputs)."""
+    from dataclasses import replace
+
     if (triton.next_power_of_2(K), triton.next_power_of_2(V)) != (K, V):
         raise ValueError(f"GatedDeltaRule stages: Dk and Dv must be powers of two, got Dk={K}, Dv={V}")
+    knobs = GDN_STAGE_TACTICS[op][tactic]
     specs = gdn_split_aot_specs(dtype, HK, HV, K, V, scale, use_qk_l2norm, dot_precision=dot_precision,
-                                solve=solve, three=True)
-    return dict(zip(GDN_STAGES, specs))[op]
+                                solve=knobs.get("solve", "rows"), three=True)
+    spec = dict(zip(GDN_STAGES, specs))[op]
+    if op != "GatedDeltaStates":
+        return spec
+    BVS = min(knobs["block_v"], V)
+    return replace(spec, constexprs={**spec.constexprs, "BVS": BVS}, num_warps=knobs["num_warps"],
+                   grid=(f"cdiv(V,{BVS})", "B*HV"))
 
 
 def conv_aot_spec(dtype: str, KW: int, activation: str, decode: bool):

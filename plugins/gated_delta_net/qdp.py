@@ -14,8 +14,8 @@ Each plugin embeds ONE kernel (`aot_impl`); GatedDeltaRule offers four tactics, 
 Shapes Hk, Hv, Dk, Dv and the conv width must be build-time constants (they are per model); B and T are dynamic.
 
 GatedDeltaRule's stage ops (GatedDeltaPrep -> GatedDeltaStates -> GatedDeltaOut, `deploykit build --gdn-stages`)
-are the three kernels of the launcher's "split3" path, one AOT plugin each. The state scan's tile is chosen for
-batch 1 (a prefill; the batch is dynamic): 32 columns at Hv = 32, so 4 x 32 programs.
+are the three kernels of the launcher's "split3" path, one AOT plugin each, with tactics for TensorRT to time
+(launch.GDN_STAGE_TACTICS: prep's two solves; the state scan's tiles, sized for batch 1, a prefill).
 """
 
 # No `from __future__ import annotations`: tensorrt.plugin reads these annotations as real types
@@ -45,7 +45,7 @@ from deploykit.ops.contract import (
     GDN_CHUNK,
 )
 
-from .launch import CHUNK16, conv_aot_spec, gdn_aot_spec, gdn_stage_aot_spec
+from .launch import CHUNK16, GDN_STAGE_TACTICS, conv_aot_spec, gdn_aot_spec, gdn_stage_aot_spec
 
 trt, trtp = import_trt_plugin()
 AOT_RETURN = aot_impl_return_type(trtp)
@@ -193,6 +193,12 @@ def _stage_launch(spec, tensors, grid, T):
     return ck.name, ck.ptx, lp, extra
 
 
+def _with_tactics(combinations, op: str):
+    for c in combinations:
+        c.tactics(list(GDN_STAGE_TACTICS[op]))
+    return combinations
+
+
 def _heads(q_or_k, v_like, hv_axis: int):
     """(Hk, Dk, Hv, Dv): the build-time model dims of a stage op."""
     HK = build_time_constant(q_or_k.shape_expr[2], "Hk")
@@ -212,13 +218,14 @@ def gated_delta_prep_desc(
 
 @trtp.autotune("deploykit::GatedDeltaPrep")
 def gated_delta_prep_tune(q, k, v, g, beta, scale: float, use_qk_l2norm: int, outputs) -> List[trtp.AutoTuneCombination]:
-    return tune_combinations(trtp, GATED_DELTA_PREP)
+    return _with_tactics(tune_combinations(trtp, GATED_DELTA_PREP), "GatedDeltaPrep")
 
 
 @trtp.aot_impl("deploykit::GatedDeltaPrep")
 def gated_delta_prep_aot(q, k, v, g, beta, scale: float, use_qk_l2norm: int, outputs, tactic) -> AOT_RETURN:
     HK, K, HV, V = _heads(q, v, 2)
-    spec = gdn_stage_aot_spec("GatedDeltaPrep", _DTYPE[q.dtype], HK, HV, K, V, scale, use_qk_l2norm)
+    spec = gdn_stage_aot_spec("GatedDeltaPrep", _DTYPE[q.dtype], HK, HV, K, V, scale, use_qk_l2norm,
+                              tactic=tactic or 1)
     T = q.shape_expr[1]
     grid = (trtp.cdiv(T, GDN_CHUNK), q.shape_expr[0] * HV)  # chunks, B * Hv
     return _stage_launch(spec, [q, k, v, g, beta, *outputs], grid, T)
@@ -234,13 +241,14 @@ def gated_delta_states_desc(
 
 @trtp.autotune("deploykit::GatedDeltaStates")
 def gated_delta_states_tune(k, w, u, gcs, initial_state, use_qk_l2norm: int, outputs) -> List[trtp.AutoTuneCombination]:
-    return tune_combinations(trtp, GATED_DELTA_STATES)
+    return _with_tactics(tune_combinations(trtp, GATED_DELTA_STATES), "GatedDeltaStates")
 
 
 @trtp.aot_impl("deploykit::GatedDeltaStates")
 def gated_delta_states_aot(k, w, u, gcs, initial_state, use_qk_l2norm: int, outputs, tactic) -> AOT_RETURN:
     HK, K, HV, V = _heads(k, u, 1)
-    spec = gdn_stage_aot_spec("GatedDeltaStates", _DTYPE[k.dtype], HK, HV, K, V, 1.0, use_qk_l2norm)
+    spec = gdn_stage_aot_spec("GatedDeltaStates", _DTYPE[k.dtype], HK, HV, K, V, 1.0, use_qk_l2norm,
+                              tactic=tactic or 1)
     grid = (-(-V // spec.constexprs["BVS"]), k.shape_expr[0] * HV)  # state tiles, B * Hv
     return _stage_launch(spec, [k, w, u, gcs, initial_state, *outputs], grid, k.shape_expr[1])
 

@@ -229,9 +229,14 @@ GDN_TACTICS = {"1": dict(mode="recurrent"), "2": dict(mode="chunk", dot_precisio
                "3": dict(mode="chunk", solve="blocked", dot_precision="tf32"),
                "4": dict(mode="chunk", dot_precision="tf32", chunk_size=16, block_v=32, num_warps=4)}
 
-# the stage plugins: tf32 dots too, and the state scan's tile of batch 1 (32 columns; the launcher picks by B)
-GDN_STAGE_KWARGS = {"GatedDeltaPrep": dict(dot_precision="tf32"), "GatedDeltaOut": dict(dot_precision="tf32"),
-                    "GatedDeltaStates": dict(dot_precision="tf32", block_v=32)}
+
+
+def _stage_kwargs(op: str, tactic: str) -> dict:
+    """The launcher keywords of a GDN stage plugin's tactic: tf32 dots too, and the tactic's knobs (solve, the
+    state scan's tile: the launcher would pick by B, the plugin for batch 1)."""
+    from deploykit.plugins.gated_delta_net.launch import GDN_STAGE_TACTICS
+
+    return dict(dot_precision="tf32", **GDN_STAGE_TACTICS[op][int(tactic) or 1])
 
 
 def _launcher_call(r, tactic: str) -> dict:
@@ -244,7 +249,10 @@ def _launcher_call(r, tactic: str) -> dict:
     inputs = [torch.zeros(d, dtype=TORCH[t]) for d, t in zip(r["inputs"], r["types"])]
     attrs = [r["attrs"][a.name] for a in spec.attributes if a.name != "plugin_version"]
     attrs = [string_attribute(a) if isinstance(a, str) else a for a in attrs]
-    kwargs = GDN_TACTICS[tactic] if r["op"] == "GatedDeltaRule" else GDN_STAGE_KWARGS.get(r["op"], {})
+    if r["op"] == "GatedDeltaRule":
+        kwargs = GDN_TACTICS[tactic]
+    else:
+        kwargs = _stage_kwargs(r["op"], tactic) if r["op"].startswith("GatedDelta") else {}
     (kernel, grid, args, call_kwargs), _ = recorded_launch(launcher(r["op"]), (*inputs, *attrs), kwargs)
     return {"kernel": kernel.__name__, "grid": list(grid), "args": args, "kwargs": dict(call_kwargs)}
 
@@ -258,7 +266,8 @@ def test_plugins_launch_what_the_launchers_launch(bridged, gpu_launch_options, c
     """Same kernel, grid, block and scalar arguments as the tested torch launcher; the PTX takes the tensors and
     scalars in TensorRT's AOT order (inputs, extra scalars, outputs) plus Triton's two scratch pointers."""
     for r in _launches(bridged[case]):
-        want_tactics = set(GDN_TACTICS) if r["op"] == "GatedDeltaRule" else {"0"}
+        want_tactics = {"GatedDeltaRule": set(GDN_TACTICS), "GatedDeltaPrep": {"1", "2"},
+                        "GatedDeltaStates": {"1", "2", "3"}}.get(r["op"], {"0"})
         assert set(r["tactics"]) == want_tactics
         for tactic, got in r["tactics"].items():
             call = _launcher_call(r, tactic)
