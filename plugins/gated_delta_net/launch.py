@@ -209,7 +209,7 @@ def _stage_common(q_or_k, HV: int, V: int, scale: float, use_qk_l2norm: int) -> 
 
 
 def gated_delta_prep_fwd(q, k, v, g, beta, scale: float, use_qk_l2norm: int = 1, *, dot_precision: str = "ieee",
-                         solve: str = "rows"):
+                         solve: str = "rows", num_warps: int = 8):
     """GatedDeltaPrep: (w, u, aqk, gcs), fp32 [B,Hv,NT,64,...]; one program per chunk and value head."""
     GATED_DELTA_PREP.check_shapes([tuple(x.shape) for x in (q, k, v, g, beta)])
     B, T, HV, V = *q.shape[:2], *v.shape[2:]
@@ -218,7 +218,7 @@ def gated_delta_prep_fwd(q, k, v, g, beta, scale: float, use_qk_l2norm: int = 1,
     if T:
         gdn_chunk_prep_kernel[(triton.cdiv(T, CHUNK), B * HV)](
             *(x.contiguous() for x in (q, k, v, g, beta)), T, w, u, aqk, gcs, BT=CHUNK, BV=V, DOT=dot_precision,
-            BLOCKED_SOLVE=solve == "blocked", num_warps=8, **common,
+            BLOCKED_SOLVE=solve == "blocked", num_warps=num_warps, **common,
         )
     return w, u, aqk, gcs
 
@@ -397,10 +397,12 @@ def gdn_split_aot_specs(
 
 GDN_STAGES = ("GatedDeltaPrep", "GatedDeltaStates", "GatedDeltaOut")  # split3's kernels, in launch order
 # The stage plugins' tactics (TensorRT times each when it builds, on the engine's GPU), as launcher keywords.
-# Prep: the two solves (sm_90: the row solve fits in 216 registers, the blocked one spills 184 B). States: the
-# state tile of batch 1 (32 columns), then the two spill-free ones on sm_90 (bench/RESULTS.md static table).
+# Prep: the two solves at 8 warps (sm_90: 189 and 252 registers, no spill), and the row solve at 4 warps (on
+# sm_80/87, where ptxas caps 8 warps at 128 registers: 0.9 KB of spill instead of 2.1). States: the state tile
+# of batch 1 (32 columns), then the two spill-free ones on sm_90 (bench/RESULTS.md static table).
 GDN_STAGE_TACTICS = {
-    "GatedDeltaPrep": {1: dict(solve="rows"), 2: dict(solve="blocked")},
+    "GatedDeltaPrep": {1: dict(solve="rows", num_warps=8), 2: dict(solve="blocked", num_warps=8),
+                       3: dict(solve="rows", num_warps=4)},
     "GatedDeltaStates": {1: dict(block_v=32, num_warps=4), 2: dict(block_v=16, num_warps=4),
                          3: dict(block_v=32, num_warps=8)},
     "GatedDeltaOut": {1: {}},
@@ -419,6 +421,8 @@ def gdn_stage_aot_spec(op: str, dtype: str, HK: int, HV: int, K: int, V: int, sc
     specs = gdn_split_aot_specs(dtype, HK, HV, K, V, scale, use_qk_l2norm, dot_precision=dot_precision,
                                 solve=knobs.get("solve", "rows"), three=True)
     spec = dict(zip(GDN_STAGES, specs))[op]
+    if op == "GatedDeltaPrep":
+        return replace(spec, num_warps=knobs["num_warps"])
     if op != "GatedDeltaStates":
         return spec
     BVS = min(knobs["block_v"], V)

@@ -266,7 +266,7 @@ def test_plugins_launch_what_the_launchers_launch(bridged, gpu_launch_options, c
     """Same kernel, grid, block and scalar arguments as the tested torch launcher; the PTX takes the tensors and
     scalars in TensorRT's AOT order (inputs, extra scalars, outputs) plus Triton's two scratch pointers."""
     for r in _launches(bridged[case]):
-        want_tactics = {"GatedDeltaRule": set(GDN_TACTICS), "GatedDeltaPrep": {"1", "2"},
+        want_tactics = {"GatedDeltaRule": set(GDN_TACTICS), "GatedDeltaPrep": {"1", "2", "3"},
                         "GatedDeltaStates": {"1", "2", "3"}}.get(r["op"], {"0"})
         assert set(r["tactics"]) == want_tactics
         for tactic, got in r["tactics"].items():
