@@ -19,7 +19,7 @@ from deploykit.build.profiles import default_profiles
 from deploykit.errors import DeployKitError
 from deploykit.export.schemas import register_schemas
 from deploykit.ops import moe as ref
-from deploykit.ops.contract import DOMAIN, GATED_DELTA_RULE, STAGE_OPS
+from deploykit.ops.contract import DOMAIN, STAGE_OPS
 from deploykit.ops.gated_delta_rule import naive_gated_delta_rule
 from deploykit.ops.gated_delta_rule import stages as gdn_ref
 

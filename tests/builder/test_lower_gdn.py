@@ -4,7 +4,6 @@ parses and builds either form with one plugin per stage."""
 
 from __future__ import annotations
 
-import numpy as np
 import onnx
 import pytest
 import torch

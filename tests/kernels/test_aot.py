@@ -167,7 +167,11 @@ def test_the_specs_of_launcher_calls_are_the_qdp_plugins_specs(monkeypatch):
          moe_stage_aot_spec("MoEPairGateUp", "bfloat16", 2048, 512, 256, 8, 1)),
     ]
     # GatedDeltaRule's stage ops at a 100-token prompt, batch 1 (the plugins' state tile), tf32 dots
-    from deploykit.plugins.gated_delta_net import gated_delta_out_fwd, gated_delta_prep_fwd, gated_delta_states_fwd
+    from deploykit.plugins.gated_delta_net import (
+        gated_delta_out_fwd,
+        gated_delta_prep_fwd,
+        gated_delta_states_fwd,
+    )
     from deploykit.plugins.gated_delta_net.launch import gdn_stage_aot_spec
 
     q, k, v, g, beta, h0, scale, l2 = _qwen_gdn_inputs(1, 100)

@@ -47,11 +47,11 @@ def test_each_stage_matches_its_reference_fp32(B, T, HK, HV, K, V, l2norm):
         q, k = q * K**-0.5, k * K**-0.5
     a = {"scale": K**-0.5, "use_qk_l2norm": l2norm}
     rprep = ref.naive_gated_delta_prep(q, k, v, g, beta, a["scale"], l2norm)
-    for got, want in zip(_run("GatedDeltaPrep", [q, k, v, g, beta], a), rprep):
+    for got, want in zip(_run("GatedDeltaPrep", [q, k, v, g, beta], a), rprep, strict=True):
         assert rel_err(got, want) <= 1e-5
     w, u, aqk, gcs = rprep
     rstates = ref.naive_gated_delta_states(k, w, u, gcs, h0, l2norm)
-    for got, want in zip(_run("GatedDeltaStates", [k, w, u, gcs, h0], a), rstates):
+    for got, want in zip(_run("GatedDeltaStates", [k, w, u, gcs, h0], a), rstates, strict=True):
         assert rel_err(got, want) <= 1e-5
     hs, vn, _ = rstates
     (o,) = _run("GatedDeltaOut", [q, hs, vn, aqk, gcs], a)
