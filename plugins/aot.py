@@ -266,6 +266,22 @@ def aot_impl_return_type(trtp):
     return Tuple[str | bytes, str | bytes, trtp.KernelLaunchParams, trtp.SymIntExprs]  # noqa: UP006
 
 
+def kernel_launch(trtp, spec: KernelSpec, tensors: list, grid: tuple, scalars: tuple = ()) -> tuple:
+    """What every `aot_impl` returns for its one kernel: `spec` compiled for this device with the alignment its
+    `tensors` (the op's input then output TensorDescs) allow, launched on `grid` (up to 3 ints or shape
+    expressions) with the runtime int `scalars` after the inputs."""
+    ck = compile_ptx(aligned_to(spec, tensors), device_arch())
+    lp = trtp.KernelLaunchParams()
+    for axis, size in zip(("grid_x", "grid_y", "grid_z"), grid):
+        setattr(lp, axis, size)
+    lp.block_x = ck.block_x
+    lp.shared_mem = ck.shared
+    extra = trtp.SymIntExprs(len(scalars))
+    for i, value in enumerate(scalars):
+        extra[i] = trtp.SymInt32(value)
+    return ck.name, ck.ptx, lp, extra
+
+
 def device_arch() -> int:
     """SM of the GPU the engine is built on (TensorRT builds per device anyway)."""
     import torch

@@ -23,14 +23,12 @@ are the three kernels of the launcher's "split3" path, one AOT plugin each, with
 from typing import List, Tuple  # noqa: UP035
 
 from deploykit.plugins.aot import (
-    aligned_to,
     aot_impl_return_type,
     build_time_constant,
-    compile_ptx,
     contract_descriptors,
-    device_arch,
     import_trt_plugin,
     is_build_time_constant,
+    kernel_launch,
     stage_descriptors,
     string_attribute,
     tune_combinations,
@@ -118,15 +116,8 @@ def gated_delta_rule_aot(
         solve="blocked" if tactic == TACTIC_CHUNK_BLOCKED else "rows",
         **(CHUNK16 if tactic == TACTIC_CHUNK16 else {}),
     )
-    ck = compile_ptx(aligned_to(spec, [q, k, v, g, beta, initial_state, *outputs]), device_arch())
-    lp = trtp.KernelLaunchParams()
-    lp.grid_x = -(-V // spec.constexprs["BV"])
-    lp.grid_y = q.shape_expr[0] * HV  # B * Hv
-    lp.block_x = ck.block_x
-    lp.shared_mem = ck.shared
-    extra = trtp.SymIntExprs(1)
-    extra[0] = trtp.SymInt32(q.shape_expr[1])  # T
-    return ck.name, ck.ptx, lp, extra
+    grid = (-(-V // spec.constexprs["BV"]), q.shape_expr[0] * HV)  # value tiles, B * Hv
+    return kernel_launch(trtp, spec, [q, k, v, g, beta, initial_state, *outputs], grid, (q.shape_expr[1],))  # T
 
 
 @trtp.register("deploykit::CausalConv1d")
@@ -163,34 +154,13 @@ def causal_conv1d_aot(
         raise ValueError(f"CausalConv1d: activation must be 'silu' or 'none', got {activation!r}")
     decode = is_build_time_constant(x.shape_expr[2], 1)
     spec = conv_aot_spec(_DTYPE[x.dtype], KW, activation, decode)
-    ck = compile_ptx(aligned_to(spec, [x, conv_state, weight, *outputs]), device_arch())
     B, C, T = x.shape_expr[0], x.shape_expr[1], x.shape_expr[2]
-    lp = trtp.KernelLaunchParams()
-    lp.grid_x = B
-    lp.grid_y = trtp.cdiv(C, spec.constexprs["BC"])
-    lp.grid_z = trtp.cdiv(T, spec.constexprs["BT"])  # T >= 1 in every profile (a 0-token call is not run)
-    lp.block_x = ck.block_x
-    lp.shared_mem = ck.shared
-    extra = trtp.SymIntExprs(2)
-    extra[0], extra[1] = trtp.SymInt32(T), trtp.SymInt32(C)
-    return ck.name, ck.ptx, lp, extra
+    # T >= 1 in every profile (a 0-token call is not run)
+    grid = (B, trtp.cdiv(C, spec.constexprs["BC"]), trtp.cdiv(T, spec.constexprs["BT"]))
+    return kernel_launch(trtp, spec, [x, conv_state, weight, *outputs], grid, (T, C))
 
 
 # --- GatedDeltaRule's stage ops: one AOT kernel each ---
-
-
-def _stage_launch(spec, tensors, grid, T):
-    """aot_impl's return for one stage kernel: `grid` (ints or shape expressions), the runtime scalar T."""
-    ck = compile_ptx(aligned_to(spec, tensors), device_arch())
-    lp = trtp.KernelLaunchParams()
-    lp.grid_x, lp.grid_y = grid[0], grid[1]
-    if len(grid) > 2:
-        lp.grid_z = grid[2]
-    lp.block_x = ck.block_x
-    lp.shared_mem = ck.shared
-    extra = trtp.SymIntExprs(1)
-    extra[0] = trtp.SymInt32(T)
-    return ck.name, ck.ptx, lp, extra
 
 
 def _with_tactics(combinations, op: str):
@@ -228,7 +198,7 @@ def gated_delta_prep_aot(q, k, v, g, beta, scale: float, use_qk_l2norm: int, out
                               tactic=tactic or 1)
     T = q.shape_expr[1]
     grid = (trtp.cdiv(T, GDN_CHUNK), q.shape_expr[0] * HV)  # chunks, B * Hv
-    return _stage_launch(spec, [q, k, v, g, beta, *outputs], grid, T)
+    return kernel_launch(trtp, spec, [q, k, v, g, beta, *outputs], grid, (T,))
 
 
 @trtp.register("deploykit::GatedDeltaStates")
@@ -250,7 +220,7 @@ def gated_delta_states_aot(k, w, u, gcs, initial_state, use_qk_l2norm: int, outp
     spec = gdn_stage_aot_spec("GatedDeltaStates", _DTYPE[k.dtype], HK, HV, K, V, 1.0, use_qk_l2norm,
                               tactic=tactic or 1)
     grid = (-(-V // spec.constexprs["BVS"]), k.shape_expr[0] * HV)  # state tiles, B * Hv
-    return _stage_launch(spec, [k, w, u, gcs, initial_state, *outputs], grid, k.shape_expr[1])
+    return kernel_launch(trtp, spec, [k, w, u, gcs, initial_state, *outputs], grid, (k.shape_expr[1],))
 
 
 @trtp.register("deploykit::GatedDeltaOut")
@@ -272,4 +242,4 @@ def gated_delta_out_aot(q, hs, vn, aqk, gcs, scale: float, use_qk_l2norm: int, o
     spec = gdn_stage_aot_spec("GatedDeltaOut", _DTYPE[q.dtype], HK, HV, K, V, scale, use_qk_l2norm)
     T = q.shape_expr[1]
     grid = (trtp.cdiv(T, GDN_CHUNK), -(-V // spec.constexprs["BVO"]), q.shape_expr[0] * HV)
-    return _stage_launch(spec, [q, hs, vn, aqk, gcs, *outputs], grid, T)
+    return kernel_launch(trtp, spec, [q, hs, vn, aqk, gcs, *outputs], grid, (T,))

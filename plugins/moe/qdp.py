@@ -15,13 +15,11 @@ Model dims (E, H, I) and the attributes must be build-time constants; N is dynam
 from typing import List, Tuple  # noqa: UP035
 
 from deploykit.plugins.aot import (
-    aligned_to,
     aot_impl_return_type,
     build_time_constant,
-    compile_ptx,
     contract_descriptors,
-    device_arch,
     import_trt_plugin,
+    kernel_launch,
     stage_descriptors,
     tune_combinations,
 )
@@ -110,17 +108,8 @@ def _combinations(spec) -> List[trtp.AutoTuneCombination]:
 def _launch(spec, tensors, grid_x, tiled_extent: int | None = None, extra_scalars=()):
     """aot_impl's return for one stage kernel: grid (grid_x, cdiv(tiled_extent, BN)), the op's int scalars.
     `tensors`: the op's input and output descriptors, in order."""
-    ck = compile_ptx(aligned_to(spec, tensors), device_arch())
-    lp = trtp.KernelLaunchParams()
-    lp.grid_x = grid_x
-    if tiled_extent is not None:
-        lp.grid_y = -(-tiled_extent // spec.constexprs["BN"])
-    lp.block_x = ck.block_x
-    lp.shared_mem = ck.shared
-    extra = trtp.SymIntExprs(len(extra_scalars))
-    for i, value in enumerate(extra_scalars):
-        extra[i] = trtp.SymInt32(value)
-    return ck.name, ck.ptx, lp, extra
+    grid = (grid_x,) if tiled_extent is None else (grid_x, -(-tiled_extent // spec.constexprs["BN"]))
+    return kernel_launch(trtp, spec, tensors, grid, tuple(extra_scalars))
 
 
 @trtp.register("deploykit::MoEPairGateUp")

@@ -233,15 +233,15 @@ def make_bridge_creator(trt, qdp_creator, records: list):
 
 def main(out_path: str, *model_paths: str) -> None:
     trt, _ = load_tensorrt_plugin()
-    import deploykit.plugins.gated_delta_net.qdp as gdn_qdp
-    import deploykit.plugins.moe.qdp as moe_qdp
+    import deploykit.plugins.gated_delta_net.qdp  # noqa: F401  (registers the plugins)
+    import deploykit.plugins.moe.qdp  # noqa: F401
     from deploykit.plugins import aot
     from tensorrt.plugin import _lib
 
     from deploykit.build.trt_backend import load_backend
     from deploykit.ops.contract import ALL_OPS
 
-    gdn_qdp.device_arch = moe_qdp.device_arch = lambda: ARCH  # there is no GPU to ask
+    aot.device_arch = lambda: ARCH  # there is no GPU to ask (every aot_impl compiles through aot.kernel_launch)
     real_compile = aot.compile_ptx
 
     def compile_ptx(spec, arch):  # records what each aot_impl compiled
@@ -250,7 +250,7 @@ def main(out_path: str, *model_paths: str) -> None:
                          "aligned": aligned})  # positions among the op's inputs + outputs
         return real_compile(spec, arch)
 
-    gdn_qdp.compile_ptx = moe_qdp.compile_ptx = compile_ptx
+    aot.compile_ptx = compile_ptx
     backend = load_backend("tensorrt-rtx")
     backend.fix_plugin_library()
     registry, records, keep = trt.get_plugin_registry(), [], []
