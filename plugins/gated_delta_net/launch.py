@@ -198,13 +198,17 @@ def _out(q, hs, vn, aqk, gcs, T, o, dot_precision, common) -> None:
 # with the intermediates as the ops' outputs (the same bytes as _split's scratch) ---
 
 
+def _check_stage_heads(K: int, V: int) -> None:
+    if (triton.next_power_of_2(K), triton.next_power_of_2(V)) != (K, V):
+        raise ValueError(f"GatedDeltaRule stages: Dk and Dv must be powers of two (the stage outputs are Dk / Dv "
+                         f"wide, the kernels' tiles padded ones), got Dk={K}, Dv={V}")
+
+
 def _stage_common(q_or_k, HV: int, V: int, scale: float, use_qk_l2norm: int) -> dict:
     _, _, HK, K = q_or_k.shape
     if HV % HK:
         raise ValueError(f"GatedDeltaRule stages: value heads Hv={HV} must be a multiple of key heads Hk={HK}")
-    if (triton.next_power_of_2(K), triton.next_power_of_2(V)) != (K, V):
-        raise ValueError(f"GatedDeltaRule stages: Dk and Dv must be powers of two (the stage outputs are Dk / Dv "
-                         f"wide, the kernels' tiles padded ones), got Dk={K}, Dv={V}")
+    _check_stage_heads(K, V)
     return dict(HK=HK, HV=HV, K=K, V=V, BK=K, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale))
 
 
@@ -347,15 +351,20 @@ def gdn_split_aot_specs(
     dot_precision: str = "tf32",
     solve: str = "rows",
     three: bool = False,
+    prep_warps: int = 8,
+    block_v: int | None = None,
+    scan_warps: int = 4,
 ):
     """KernelSpecs of the multi-launch chunked paths (for a multi-kernel plugin with a workspace), in launch
-    order: [prep, scan] ("split") or [prep, states, out] ("split3"). Grids: prep (cdiv(T, 64), B * HV); scan
-    and states (cdiv(V, BVS), B * HV); out (cdiv(T, 64), cdiv(V, BVO), B * HV). Runtime scalar: T."""
+    order: [prep, scan] ("split") or [prep, states, out] ("split3"), with the launchers' knobs (`block_v`: the
+    scan's state tile BVS, else batch_hint's). Grids: prep (cdiv(T, 64), B * HV); scan and states (cdiv(V, BVS),
+    B * HV); out (cdiv(T, 64), cdiv(V, BVO), B * HV). Runtime scalar: T."""
     from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
 
     t, f32 = "*" + TRITON_DTYPE[dtype], "*fp32"
     BK, BVS = gdn_tiles(K, V, batch_hint, HV, chunked=True)
     BVP = triton.next_power_of_2(V)
+    BVS = min(block_v, BVP) if block_v else BVS
     cx = dict(
         HK=HK, HV=HV, K=K, V=V, BT=CHUNK, BK=BK, BV=BVP, USE_L2NORM=bool(use_qk_l2norm), DOT=dot_precision
     )
@@ -363,7 +372,7 @@ def gdn_split_aot_specs(
         gdn_chunk_prep_kernel,
         dict(q=t, k=t, v=t, g=f32, beta=t, T="i32", w=f32, u=f32, aqk=f32, gcs=f32),
         dict(cx, scale=float(scale), BLOCKED_SOLVE=solve == "blocked"),
-        num_warps=8,
+        num_warps=prep_warps,
         grid=("cdiv(T,64)", "B*HV"),
     )
     if not three:
@@ -371,7 +380,7 @@ def gdn_split_aot_specs(
             gdn_chunk_scan_kernel,
             dict(q=t, k=t, w=f32, u=f32, aqk=f32, gcs=f32, h0=f32, T="i32", o=t, ht=f32),
             dict(cx, scale=float(scale), BVS=BVS),
-            num_warps=4,
+            num_warps=scan_warps,
             num_stages=SCAN_STAGES,
             grid=(f"cdiv(V,{BVS})", "B*HV"),
         )
@@ -380,7 +389,7 @@ def gdn_split_aot_specs(
         gdn_chunk_states_kernel,
         dict(k=t, w=f32, u=f32, gcs=f32, h0=f32, T="i32", hs=f32, vn=f32, ht=f32),
         dict(cx, BVS=BVS),
-        num_warps=4,
+        num_warps=scan_warps,
         num_stages=SCAN_STAGES,
         grid=(f"cdiv(V,{BVS})", "B*HV"),
     )
@@ -413,21 +422,13 @@ def gdn_stage_aot_spec(op: str, dtype: str, HK: int, HV: int, K: int, V: int, sc
                        dot_precision: str = "tf32", tactic: int = 1):
     """The KernelSpec of one GatedDeltaRule stage op (contract STAGE_OPS) for one of its tactics
     (GDN_STAGE_TACTICS), its runtime arguments in the QDP AOT order (the op's inputs, T, its outputs)."""
-    from dataclasses import replace
-
-    if (triton.next_power_of_2(K), triton.next_power_of_2(V)) != (K, V):
-        raise ValueError(f"GatedDeltaRule stages: Dk and Dv must be powers of two, got Dk={K}, Dv={V}")
-    knobs = GDN_STAGE_TACTICS[op][tactic]
-    specs = gdn_split_aot_specs(dtype, HK, HV, K, V, scale, use_qk_l2norm, dot_precision=dot_precision,
-                                solve=knobs.get("solve", "rows"), three=True)
-    spec = dict(zip(GDN_STAGES, specs))[op]
-    if op == "GatedDeltaPrep":
-        return replace(spec, num_warps=knobs["num_warps"])
-    if op != "GatedDeltaStates":
-        return spec
-    BVS = min(knobs["block_v"], V)
-    return replace(spec, constexprs={**spec.constexprs, "BVS": BVS}, num_warps=knobs["num_warps"],
-                   grid=(f"cdiv(V,{BVS})", "B*HV"))
+    _check_stage_heads(K, V)
+    knobs = dict(GDN_STAGE_TACTICS[op][tactic])  # launcher keywords; the launchers' num_warps is per kernel
+    if "num_warps" in knobs:
+        knobs["prep_warps" if op == "GatedDeltaPrep" else "scan_warps"] = knobs.pop("num_warps")
+    specs = gdn_split_aot_specs(dtype, HK, HV, K, V, scale, use_qk_l2norm, dot_precision=dot_precision, three=True,
+                                **knobs)
+    return dict(zip(GDN_STAGES, specs))[op]
 
 
 def conv_aot_spec(dtype: str, KW: int, activation: str, decode: bool):
