@@ -164,20 +164,27 @@ def lower_moe(model: onnx.ModelProto, max_tokens: int,
     first = moe_nodes[0]
     lowering = choose_lowering(max_tokens, _leading_dim(model, first.input[2]), int(_attr(first, "top_k")),
                                min_tokens)
-    infos = _value_infos(model) if lowering.path == "conditional" else {}
+    conditional = lowering.path == "conditional"
+    infos = _value_infos(model) if conditional else {}  # the If's branch outputs need hidden's dtype
+
+    def replace(node: onnx.NodeProto) -> list[onnx.NodeProto] | None:
+        if node.domain != DOMAIN or node.op_type != MOE.name:
+            return None
+        return _moe_stages(node, lowering, _input_elem(node, infos, "--moe-stages") if conditional else 0)
+
+    return _replace_nodes(model, replace), lowering
+
+
+def _replace_nodes(model: onnx.ModelProto, replace) -> onnx.ModelProto:
+    """A copy of `model` (weights untouched: external data stays where it is) with each node that
+    `replace(node)` maps to a list of nodes replaced by them (None: the node is kept)."""
     lowered = onnx.ModelProto()
     lowered.CopyFrom(model)
     del lowered.graph.node[:]
     for node in model.graph.node:
-        if node.domain == DOMAIN and node.op_type == MOE.name:
-            elem = infos[node.input[0]].type.tensor_type.elem_type if node.input[0] in infos else 0
-            if lowering.path == "conditional" and not elem:
-                raise DeployKitError(f"the dtype of {node.input[0]} (a MoE input) is not known from the model",
-                                     "re-export with the current deploykit, or build without --moe-stages")
-            lowered.graph.node.extend(_moe_stages(node, lowering, elem))
-        else:
-            lowered.graph.node.append(node)
-    return lowered, lowering
+        new = replace(node)
+        lowered.graph.node.extend([node] if new is None else new)
+    return lowered
 
 
 @dataclass(frozen=True)
@@ -238,19 +245,25 @@ def _value_infos(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     return infos
 
 
+def _input_elem(node: onnx.NodeProto, infos: dict, flag: str) -> int:
+    """The ONNX element type of the node's first input (its activation dtype), from `_value_infos`."""
+    if node.input[0] not in infos:
+        raise DeployKitError(f"the dtype of {node.input[0]} (a {node.op_type} input) is not known from the model",
+                             f"re-export with the current deploykit, or build without {flag}")
+    return infos[node.input[0]].type.tensor_type.elem_type
+
+
 def _check_head_dims(node: onnx.NodeProto, infos: dict) -> int:
     """The activation dtype of a GatedDeltaRule node; refuses head dims the stage kernels do not take."""
-    q, v = infos.get(node.input[0]), infos.get(node.input[2])
-    if q is None:
-        raise DeployKitError(f"the dtype of {node.input[0]} (a GatedDeltaRule input) is not known from the model",
-                             "re-export with the current deploykit, or build without --gdn-stages")
+    elem = _input_elem(node, infos, "--gdn-stages")
+    q, v = infos[node.input[0]], infos.get(node.input[2])
     for what, vi in (("Dk", q), ("Dv", v)):
         dims = vi.type.tensor_type.shape.dim if vi is not None else []
         size = dims[3].dim_value if len(dims) == 4 and dims[3].HasField("dim_value") else 0
         if size and size & (size - 1):
             raise DeployKitError(f"GatedDeltaRule node {node.name or node.output[0]} has {what} = {size}; its stage "
                                  "kernels need power-of-two head dims", "build without --gdn-stages")
-    return q.type.tensor_type.elem_type
+    return elem
 
 
 def lower_gdn(model: onnx.ModelProto, min_tokens: int, max_tokens: int) -> tuple[onnx.ModelProto, GdnLowering | None]:
@@ -262,16 +275,13 @@ def lower_gdn(model: onnx.ModelProto, min_tokens: int, max_tokens: int) -> tuple
     if lowering is None:
         return model, None
     infos = _value_infos(model)
-    elems = {id(n): _check_head_dims(n, infos) for n in nodes}
-    targets = set(elems)
-    lowered = onnx.ModelProto()
-    lowered.CopyFrom(model)
-    del lowered.graph.node[:]
-    for node in model.graph.node:
-        if id(node) not in targets:
-            lowered.graph.node.append(node)
-        elif lowering.mode == "stages":
-            lowered.graph.node.extend(_gdn_stages(node, list(node.output), node.name or node.output[0]))
-        else:
-            lowered.graph.node.extend(_gdn_conditional(node, elems[id(node)]))
-    return lowered, lowering
+    elems = {id(n): _check_head_dims(n, infos) for n in nodes}  # all checked before anything is built
+
+    def replace(node: onnx.NodeProto) -> list[onnx.NodeProto] | None:
+        if id(node) not in elems:
+            return None
+        if lowering.mode == "stages":
+            return _gdn_stages(node, list(node.output), node.name or node.output[0])
+        return _gdn_conditional(node, elems[id(node)])
+
+    return _replace_nodes(model, replace), lowering

@@ -16,19 +16,21 @@ def l2norm(x: torch.Tensor) -> torch.Tensor:
     return x * torch.rsqrt((x * x).sum(-1, keepdim=True) + L2NORM_EPS)
 
 
+def key_heads_first(x: torch.Tensor, hv: int, use_qk_l2norm: int, scale: float = 1.0) -> torch.Tensor:
+    """q or k [B,T,Hk,D] -> fp32 [B,Hv,T,D]: each key head serves Hv/Hk consecutive value heads (GQA),
+    l2-normalised when asked, times `scale`."""
+    x = x.repeat_interleave(hv // x.shape[2], dim=2).transpose(1, 2).float()
+    return (l2norm(x) if use_qk_l2norm else x) * scale
+
+
 def prepare_qkv(q, k, v, g, beta, scale: float, use_qk_l2norm: int):
     """fp32, heads-first [B,H,T,D] tensors with q/k expanded to the value heads (GQA), l2norm and scale applied."""
     hk, hv = q.shape[2], v.shape[2]
     if hv % hk != 0:
         raise ValueError(f"GatedDeltaRule: value heads Hv={hv} must be a multiple of key heads Hk={hk}")
-    if hv != hk:  # each key head serves Hv/Hk consecutive value heads
-        q = q.repeat_interleave(hv // hk, dim=2)
-        k = k.repeat_interleave(hv // hk, dim=2)
-    q, k, v = (x.transpose(1, 2).float() for x in (q, k, v))  # [B,Hv,T,D]
-    g, beta = (x.transpose(1, 2).float() for x in (g, beta))  # [B,Hv,T]
-    if use_qk_l2norm:
-        q, k = l2norm(q), l2norm(k)
-    return q * scale, k, v, g, beta
+    q, k = key_heads_first(q, hv, use_qk_l2norm, scale), key_heads_first(k, hv, use_qk_l2norm)
+    v, g, beta = (x.transpose(1, 2).float() for x in (v, g, beta))  # [B,Hv,T,...]
+    return q, k, v, g, beta
 
 
 def naive_gated_delta_rule(

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from deploykit.ops.contract import GDN_CHUNK
 
-from .naive import l2norm, prepare_qkv
+from .naive import key_heads_first, prepare_qkv
 
 
 def _chunks(x: torch.Tensor) -> torch.Tensor:
@@ -21,12 +21,6 @@ def _chunks(x: torch.Tensor) -> torch.Tensor:
     pad = (-x.shape[2]) % GDN_CHUNK
     x = F.pad(x, (0, 0) * (x.dim() - 3) + (0, pad))
     return x.reshape(x.shape[0], x.shape[1], -1, GDN_CHUNK, *x.shape[3:])
-
-
-def _keys(k: torch.Tensor, hv: int, use_qk_l2norm: int) -> torch.Tensor:
-    """k [B,T,Hk,Dk] -> [B,Hv,NT,C,Dk] fp32, expanded to the value heads, normalised."""
-    k = k.repeat_interleave(hv // k.shape[2], dim=2).transpose(1, 2).float()
-    return _chunks(l2norm(k) if use_qk_l2norm else k)
 
 
 def _decay(gcs: torch.Tensor) -> torch.Tensor:
@@ -52,7 +46,7 @@ def naive_gated_delta_prep(q, k, v, g, beta, scale: float, use_qk_l2norm: int = 
 
 def naive_gated_delta_states(k, w, u, gcs, initial_state, use_qk_l2norm: int = 1):
     """(hs [B,Hv,NT,Dk,Dv], vn [B,Hv,NT,C,Dv], final_state [B,Hv,Dk,Dv]), fp32."""
-    kc = _keys(k, w.shape[1], use_qk_l2norm)
+    kc = _chunks(key_heads_first(k, w.shape[1], use_qk_l2norm))
     S = initial_state.float().clone()
     hs, vn = w.new_empty(*w.shape[:3], *S.shape[2:]), torch.empty_like(u)
     for c in range(w.shape[2]):
@@ -67,8 +61,7 @@ def naive_gated_delta_states(k, w, u, gcs, initial_state, use_qk_l2norm: int = 1
 def naive_gated_delta_out(q, hs, vn, aqk, gcs, scale: float, use_qk_l2norm: int = 1):
     """output [B,T,Hv,Dv] in q's dtype."""
     T = q.shape[1]
-    qc = q.repeat_interleave(hs.shape[1] // q.shape[2], dim=2).transpose(1, 2).float()
-    qc = _chunks((l2norm(qc) if use_qk_l2norm else qc) * scale)
+    qc = _chunks(key_heads_first(q, hs.shape[1], use_qk_l2norm, scale))
     o = (qc * gcs.exp()[..., None]) @ hs + aqk @ vn  # [B,Hv,NT,C,Dv]
     o = o.reshape(o.shape[0], o.shape[1], -1, o.shape[-1])[:, :, :T]
     return o.transpose(1, 2).contiguous().to(q.dtype)
