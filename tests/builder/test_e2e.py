@@ -126,20 +126,27 @@ def test_exported_node_with_a_wrong_plugin_version_is_plugin_not_found(exports):
     assert "asks for version 9" in str(err.value) and "\n" not in str(err.value)
 
 
+def _build_through_cli(onnx_path, flag: str, max_tokens: int, engine, capsys) -> str:
+    """`deploykit build` with a lowering flag, 2 sequences of up to `max_tokens` and a decode profile, for sm89;
+    returns what it printed (exit 0 asserted)."""
+    from deploykit.cli import main
+
+    code = main(["build", str(onnx_path), flag, "--target", "sm89", "--max-batch", "2", "--max-tokens",
+                 str(max_tokens), "--max-past", "64", "--opt-level", str(FAST), "--output", str(engine)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    return out
+
+
 def test_tiny_moe_builds_with_moe_stages_through_the_cli(exports, capsys):
     """`deploykit build --moe-stages` on the exported tiny MoE model: every layer's MoE node becomes an If
     between the pairs sequence (decode, up to 4 tokens) and the grouped one (prefill up to 2 x 16 tokens), the
     engine's I/O stays the export's, and the lowered copy parsed beside model.onnx (which references
     model.onnx.data) is gone afterwards."""
-    from deploykit.cli import main
-
     onnx_path = exports("moe", "float16")
     before = sorted(p.name for p in onnx_path.parent.iterdir())
     engine = onnx_path.parent / "stages.engine"
-    code = main(["build", str(onnx_path), "--moe-stages", "--target", "sm89", "--max-batch", "2", "--max-tokens",
-                 "16", "--max-past", "64", "--opt-level", str(FAST), "--output", str(engine)])
-    out = capsys.readouterr().out
-    assert code == 0, out
+    out = _build_through_cli(onnx_path, "--moe-stages", 16, engine, capsys)
     assert "moe      lowered to its stage plugins: conditional (pairs for N <= 4, else grouped (block_m=64))" in out
     m = verify_manifest(engine)
     n_moe, n_gdn = _expected("moe")["MoE"], _expected("moe")["GatedDeltaRule"]
@@ -159,14 +166,9 @@ def test_tiny_dense_builds_with_gdn_stages_through_the_cli(exports, capsys):
     profiles: every linear-attention layer's GatedDeltaRule node sits in an If beside its three stage plugins
     (the head dims and dtype come from shape inference on the exported graph), and the engine's I/O stays the
     export's."""
-    from deploykit.cli import main
-
     onnx_path = exports("dense", "float16")
     engine = onnx_path.parent / "gdn_stages.engine"
-    code = main(["build", str(onnx_path), "--gdn-stages", "--target", "sm89", "--max-batch", "2", "--max-tokens",
-                 "128", "--max-past", "64", "--opt-level", str(FAST), "--output", str(engine)])
-    out = capsys.readouterr().out
-    assert code == 0, out
+    out = _build_through_cli(onnx_path, "--gdn-stages", 128, engine, capsys)
     assert "gdn      lowered to its stage plugins: conditional (stages for T >= 64, else the node)" in out
     m = verify_manifest(engine)
     n_gdn = _expected("dense")["GatedDeltaRule"]
