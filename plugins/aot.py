@@ -321,7 +321,12 @@ def tune_combinations(trtp, spec) -> list:
 def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
     """Every plugin kernel at Qwen3.5 layer shapes: GDN 16 key / 32 value heads of 128 (4B/9B/35B-A3B;
     shared/reference/qwen35.md), conv width 4, MoE of the 35B-A3B (H 2048, 256 experts, top-8, I 512)."""
-    from deploykit.plugins.gated_delta_net.launch import conv_aot_spec, gdn_aot_spec, gdn_split_aot_specs
+    from deploykit.plugins.gated_delta_net.launch import (
+        conv_aot_spec,
+        gdn_aot_spec,
+        gdn_split_aot_specs,
+        gdn_stage_aot_spec,
+    )
     from deploykit.plugins.moe.launch import moe_aot_specs, moe_stage_aot_spec
 
     gdn = dict(dtype=dtype, HK=16, HV=32, K=128, V=128, scale=128**-0.5, use_qk_l2norm=1)
@@ -334,6 +339,8 @@ def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
         "gdn_split_scan": gdn_split_aot_specs(**gdn)[1],
         "gdn_split3_states": gdn_split_aot_specs(three=True, **gdn)[1],
         "gdn_split3_out": gdn_split_aot_specs(three=True, **gdn)[2],
+        # GatedDeltaStates' tactic 2 (16 columns x 4 warps): the state scan's tile that does not spill on Ampere
+        "gdn_stage_states_t2": gdn_stage_aot_spec("GatedDeltaStates", tactic=2, **gdn),
         "conv_decode": conv_aot_spec(dtype, 4, "silu", True),
         "conv_prefill": conv_aot_spec(dtype, 4, "silu", False),
     }

@@ -243,24 +243,25 @@ def gdn_chunk_prep_kernel(
     b_k = _l2norm_rows(b_k, USE_L2NORM)
     b_gc = tl.cumsum(b_g, axis=0)
     b_dec = tl.where(o_t[:, None] >= o_t[None, :], tl.exp(b_gc[:, None] - b_gc[None, :]), 0.0)
+    r = (i_bh.to(tl.int64) * tl.cdiv(T, BT) + i_c) * BT + o_t  # scratch row: padded rows included
+    tl.store(gcs + r, b_gc)
+    b_q = tl.load(q + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
+    tl.store(aqk + r[:, None] * BT + o_t[None, :], tl.dot(b_q, tl.trans(b_k), input_precision=DOT) * b_dec)
     b_kb = b_k * b_beta[:, None]
     b_a = tl.where(o_t[:, None] > o_t[None, :], tl.dot(b_kb, tl.trans(b_k), input_precision=DOT) * b_dec, 0.0)
+    # only the [BT, BT] system and two [BT] vectors live across the solve: q K^T is stored before it and k is
+    # loaded again after it (an L2 hit), so no [BT, K] or [BT, V] tile holds registers through the BT-1 steps
+    # (with them live, ptxas spilled 1-2 KB a thread on sm_80/87; now none at 8 warps, bench/RESULTS.md)
     if BLOCKED_SOLVE:
         b_ai = _unit_lower_inverse_blocked(b_a, BT, 16, DOT)
     else:
         b_ai = _unit_lower_inverse(b_a, BT)
-    r = (i_bh.to(tl.int64) * tl.cdiv(T, BT) + i_c) * BT + o_t  # scratch row: padded rows included
-    tl.store(gcs + r, b_gc)
-    tl.store(
-        w + r[:, None] * BK + o_k[None, :], tl.dot(b_ai, b_kb * tl.exp(b_gc)[:, None], input_precision=DOT)
-    )
-    # v and q are loaded where they are used, not across the solve: fewer tiles live at once (register
-    # pressure; on sm_80/87 ptxas caps this kernel at 128-168 registers)
+    b_k = tl.load(k + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_kb = _l2norm_rows(b_k, USE_L2NORM) * (b_beta * tl.exp(b_gc))[:, None]
+    tl.store(w + r[:, None] * BK + o_k[None, :], tl.dot(b_ai, b_kb, input_precision=DOT))
     b_v = tl.load(v + (i_t[:, None] * HV + i_hv) * V + o_v[None, :], mask=m_tv, other=0.0).to(tl.float32)
     tl.store(u + r[:, None] * BV + o_v[None, :], tl.dot(b_ai, b_v * b_beta[:, None], input_precision=DOT))
-    b_q = tl.load(q + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-    b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
-    tl.store(aqk + r[:, None] * BT + o_t[None, :], tl.dot(b_q, tl.trans(b_k), input_precision=DOT) * b_dec)
 
 
 @triton.jit

@@ -406,9 +406,10 @@ def gdn_split_aot_specs(
 
 GDN_STAGES = ("GatedDeltaPrep", "GatedDeltaStates", "GatedDeltaOut")  # split3's kernels, in launch order
 # The stage plugins' tactics (TensorRT times each when it builds, on the engine's GPU), as launcher keywords.
-# Prep: the two solves at 8 warps (sm_90: 189 and 252 registers, no spill), and the row solve at 4 warps (on
-# sm_80/87, where ptxas caps 8 warps at 128 registers: 0.9 KB of spill instead of 2.1). States: the state tile
-# of batch 1 (32 columns), then the two spill-free ones on sm_90 (bench/RESULTS.md static table).
+# Prep: the two solves at 8 warps (row solve: 204 / 206 / 192 registers on sm_80 / 87 / 90, no spill; blocked:
+# 228 / 218 / 254, 8 B of spill on sm_90 only), and the row solve at 4 warps (twice the blocks per SM; 255
+# registers, 8-128 B of spill). States: the state tile of batch 1 (32 columns), then the two spill-free ones on
+# sm_90 (bench/RESULTS.md static table).
 GDN_STAGE_TACTICS = {
     "GatedDeltaPrep": {1: dict(solve="rows", num_warps=8), 2: dict(solve="blocked", num_warps=8),
                        3: dict(solve="rows", num_warps=4)},

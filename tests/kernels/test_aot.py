@@ -89,13 +89,16 @@ STREAMED = {
     "moe_moe_pair_gate_up_kernel": (2 * 16 * 256 * 2 // THREADS, 0),  # gate and up rows [BN 16, BK 256] bf16
     "moe_moe_token_down_kernel": (8 * 16 * 256 * 2 // THREADS, 0),  # 8 experts' down rows [BN 16, BK 256] bf16
 }
-# Spill-free on every arch (Jetson Orin's sm_87 included): the conv and every MoE kernel. The GDN kernels are on
-# sm_90 only; on sm_80/87 ptxas spills 8 B (decode) to 3 KB (64-token chunks) of them (bench/RESULTS.md).
-NO_SPILL_ANY_ARCH = {"conv_decode", "conv_prefill", "moe_moe_route_kernel", "moe_moe_align_kernel",
+# Spill-free on every arch (Jetson Orin's sm_87 included): the conv, every MoE kernel, and the GDN stage ops'
+# three kernels (GatedDeltaPrep's tactic 1 = the split prep, GatedDeltaStates' tactic 2, GatedDeltaOut). The
+# other GDN kernels are on sm_90 only; on sm_80/87 ptxas spills 8 B (decode) to 3 KB (64-token chunks) of them
+# (bench/RESULTS.md).
+NO_SPILL_ANY_ARCH = {"conv_decode", "conv_prefill", "gdn_split_prep", "gdn_stage_states_t2", "gdn_split3_out",
+                     "moe_moe_route_kernel", "moe_moe_align_kernel",
                      "moe_moe_gate_up_kernel", "moe_moe_down_kernel", "moe_moe_combine_kernel",
                      "moe_moe_pair_gate_up_kernel", "moe_moe_token_down_kernel", "moe_prefill_MoEGateUp",
                      "moe_prefill_MoEDown"}
-NO_SPILL = {*STREAMED, *NO_SPILL_ANY_ARCH, "gdn_chunk16", "gdn_split_prep", "gdn_split3_out"}
+NO_SPILL = {*STREAMED, *NO_SPILL_ANY_ARCH, "gdn_chunk16"}
 
 
 def test_bandwidth_bound_kernels_stream_in_128_bit_ops_without_spills(compiled):
