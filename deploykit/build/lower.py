@@ -64,6 +64,11 @@ def choose_lowering(max_tokens: int, num_experts: int | None, top_k: int,
     return MoELowering("conditional" if both else "grouped", bm)
 
 
+def _base(node: onnx.NodeProto) -> str:
+    """The prefix of the names of what replaces `node`: its name, else its first output's."""
+    return node.name or node.output[0]
+
+
 def _attr(node: onnx.NodeProto, name: str, default=None):
     for a in node.attribute:
         if a.name == name:
@@ -119,7 +124,7 @@ def _if_on_dim(node: onnx.NodeProto, tensor: str, axis: int, op: str, bound: int
     """If(op(tensor.shape[axis], bound)) { then_nodes } else { else_nodes }, the condition read from the shape at
     run time. `outputs`: (suffix, elem type, rank) of each of node's outputs; the branches write
     `{base}/then/{suffix}` and `{base}/else/{suffix}`."""
-    base = node.name or node.output[0]
+    base = _base(node)
     t = lambda what: f"{base}/{what}"
 
     def branch(side: str, nodes) -> onnx.GraphProto:
@@ -141,7 +146,7 @@ def _if_on_dim(node: onnx.NodeProto, tensor: str, axis: int, op: str, bound: int
 
 
 def _moe_stages(node: onnx.NodeProto, lowering: MoELowering, elem: int = 0) -> list[onnx.NodeProto]:
-    base, (out,) = node.name or node.output[0], node.output
+    base, (out,) = _base(node), node.output
     if lowering.path != "conditional":
         return _moe_sequence(node, lowering.path, lowering.block_m, out, base)
     pairs = _moe_sequence(node, "pairs", 0, f"{base}/then/output", f"{base}/then")
@@ -218,7 +223,7 @@ def _gdn_stages(node: onnx.NodeProto, outputs: list[str], base: str) -> list[onn
 
 def _gdn_conditional(node: onnx.NodeProto, act_elem: int) -> list[onnx.NodeProto]:
     """If(T >= GDN_CHUNK) { the stages } else { the node }, T read from q's shape at run time."""
-    base = node.name or node.output[0]
+    base = _base(node)
     t = lambda what: f"{base}/{what}"
     stages = _gdn_stages(node, [t("then/output"), t("then/final_state")], t("then"))
     kept = onnx.NodeProto()
@@ -261,7 +266,7 @@ def _check_head_dims(node: onnx.NodeProto, infos: dict) -> int:
         dims = vi.type.tensor_type.shape.dim if vi is not None else []
         size = dims[3].dim_value if len(dims) == 4 and dims[3].HasField("dim_value") else 0
         if size and size & (size - 1):
-            raise DeployKitError(f"GatedDeltaRule node {node.name or node.output[0]} has {what} = {size}; its stage "
+            raise DeployKitError(f"GatedDeltaRule node {_base(node)} has {what} = {size}; its stage "
                                  "kernels need power-of-two head dims", "build without --gdn-stages")
     return elem
 
@@ -281,7 +286,7 @@ def lower_gdn(model: onnx.ModelProto, min_tokens: int, max_tokens: int) -> tuple
         if id(node) not in elems:
             return None
         if lowering.mode == "stages":
-            return _gdn_stages(node, list(node.output), node.name or node.output[0])
+            return _gdn_stages(node, list(node.output), _base(node))
         return _gdn_conditional(node, elems[id(node)])
 
     return _replace_nodes(model, replace), lowering

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import triton
 
-from deploykit.ops.contract import GATED_DELTA_OUT, GATED_DELTA_PREP, GATED_DELTA_STATES
+from deploykit.ops.contract import GATED_DELTA_OUT, GATED_DELTA_PREP, GATED_DELTA_STATES, GDN_CHUNK
 from deploykit.ops.torch_ops import empty_outputs
 
 from .kernels import (
@@ -24,7 +24,8 @@ from .kernels import (
     gdn_recurrent_kernel,
 )
 
-CHUNK = 64  # tokens per chunk: fla and transformers use 64 (tensor-core friendly, solve stays cheap)
+CHUNK = GDN_CHUNK  # tokens per chunk, 64 as fla and transformers (tensor-core friendly, solve stays cheap);
+# the stage ops' layout is in these chunks
 # The persistent kernel also runs with 16- or 32-token chunks (`chunk_size`): at 64 its fp32 [64, 128] tiles
 # spill 1.2-1.7 KB a thread on sm_90 in every tile and warp count, at 16 they fit (docs/kernels.md, "Static
 # resources"). More, smaller sequential steps against no local memory: a trade for the GPU to decide.
@@ -32,6 +33,7 @@ CHUNK_SIZES = (16, 32, 64)
 CHUNK16 = {"chunk_size": 16, "block_v": 32}  # the chunk configuration that does not spill on sm_90 (239 registers)
 CHUNK_MIN_T = 64  # below one full chunk the recurrent kernel does less work than one chunk step
 MODES = ("auto", "recurrent", "chunk", "split", "split3")
+PREP_WARPS = 8  # the prep kernel's [64, 128] tiles over 256 threads (GDN_STAGE_TACTICS: 4 warps is tactic 3)
 SCAN_STAGES = 2  # split/split3 scans. Triton's default 3 load stages need 169 KiB of shared memory on sm_80
 # (> 163) for the split scan, 153 KiB on sm_90 for the split3 state scan (one program per SM; 113 KiB with 2)
 
@@ -151,24 +153,7 @@ def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, 
     rows = B * HV * NT * CHUNK
     scratch = lambda *shape: torch.empty(*shape, dtype=torch.float32, device=q.device)  # noqa: E731
     w, u, aqk, gcs = scratch(rows, BK), scratch(rows, BVP), scratch(rows, CHUNK), scratch(rows)
-    gdn_chunk_prep_kernel[(NT, B * HV)](
-        q,
-        k,
-        v,
-        g,
-        beta,
-        T,
-        w,
-        u,
-        aqk,
-        gcs,
-        BT=CHUNK,
-        BV=BVP,
-        DOT=dot_precision,
-        BLOCKED_SOLVE=solve == "blocked",
-        num_warps=8,
-        **common,
-    )
+    _prep(q, k, v, g, beta, T, w, u, aqk, gcs, dot_precision, solve, PREP_WARPS, common)
     # the sequential scan of either path: one program per state tile, 2 load stages (SCAN_STAGES)
     scan = dict(BT=CHUNK, BV=BVP, BVS=BV, DOT=dot_precision, num_warps=num_warps or 4, num_stages=SCAN_STAGES)
     if not three:
@@ -177,6 +162,14 @@ def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, 
     hs, vn = scratch(B * HV * NT * BK, BVP), scratch(rows, BVP)
     _states(k, w, u, gcs, h0, T, hs, vn, ht, BV, scan, common)
     _out(q, hs, vn, aqk, gcs, T, o, dot_precision, common)
+
+
+def _prep(q, k, v, g, beta, T, w, u, aqk, gcs, dot_precision, solve, num_warps, common) -> None:
+    B, HV, V = q.shape[0], common["HV"], common["V"]
+    gdn_chunk_prep_kernel[(triton.cdiv(T, CHUNK), B * HV)](
+        q, k, v, g, beta, T, w, u, aqk, gcs, BT=CHUNK, BV=triton.next_power_of_2(V), DOT=dot_precision,
+        BLOCKED_SOLVE=solve == "blocked", num_warps=num_warps, **common,
+    )
 
 
 def _states(k, w, u, gcs, h0, T, hs, vn, ht, BVS, scan, common) -> None:
@@ -213,17 +206,15 @@ def _stage_common(q_or_k, HV: int, V: int, scale: float, use_qk_l2norm: int) -> 
 
 
 def gated_delta_prep_fwd(q, k, v, g, beta, scale: float, use_qk_l2norm: int = 1, *, dot_precision: str = "ieee",
-                         solve: str = "rows", num_warps: int = 8):
+                         solve: str = "rows", num_warps: int = PREP_WARPS):
     """GatedDeltaPrep: (w, u, aqk, gcs), fp32 [B,Hv,NT,64,...]; one program per chunk and value head."""
     GATED_DELTA_PREP.check_shapes([tuple(x.shape) for x in (q, k, v, g, beta)])
-    B, T, HV, V = *q.shape[:2], *v.shape[2:]
+    T, HV, V = q.shape[1], *v.shape[2:]
     common = _stage_common(q, HV, V, scale, use_qk_l2norm)
     w, u, aqk, gcs = empty_outputs(GATED_DELTA_PREP, (q, k, v, g, beta))
     if T:
-        gdn_chunk_prep_kernel[(triton.cdiv(T, CHUNK), B * HV)](
-            *(x.contiguous() for x in (q, k, v, g, beta)), T, w, u, aqk, gcs, BT=CHUNK, BV=V, DOT=dot_precision,
-            BLOCKED_SOLVE=solve == "blocked", num_warps=num_warps, **common,
-        )
+        _prep(*(x.contiguous() for x in (q, k, v, g, beta)), T, w, u, aqk, gcs, dot_precision, solve, num_warps,
+              common)
     return w, u, aqk, gcs
 
 
@@ -351,7 +342,7 @@ def gdn_split_aot_specs(
     dot_precision: str = "tf32",
     solve: str = "rows",
     three: bool = False,
-    prep_warps: int = 8,
+    prep_warps: int = PREP_WARPS,
     block_v: int | None = None,
     scan_warps: int = 4,
 ):

@@ -97,14 +97,6 @@ def moe_impl(
 # --- MoE's stage ops: one AOT kernel each ---
 
 
-def _stage_descs(spec, inputs, attrs):
-    return stage_descriptors(trt, trtp, spec, inputs, attrs)
-
-
-def _combinations(spec) -> List[trtp.AutoTuneCombination]:
-    return tune_combinations(trtp, spec)
-
-
 def _launch(spec, tensors, grid_x, tiled_extent: int | None = None, extra_scalars=()):
     """aot_impl's return for one stage kernel: grid (grid_x, cdiv(tiled_extent, BN)), the op's int scalars.
     `tensors`: the op's input and output descriptors, in order."""
@@ -117,13 +109,13 @@ def moe_pair_gate_up_desc(
     hidden: trtp.TensorDesc, router_logits: trtp.TensorDesc, gate_up: trtp.TensorDesc, top_k: int,
     norm_topk_prob: int,
 ) -> Tuple[trtp.TensorDesc, trtp.TensorDesc, trtp.TensorDesc]:
-    return _stage_descs(MOE_PAIR_GATE_UP, [hidden, router_logits, gate_up],
-                        dict(top_k=top_k, norm_topk_prob=norm_topk_prob))
+    return stage_descriptors(trt, trtp, MOE_PAIR_GATE_UP, [hidden, router_logits, gate_up],
+                             dict(top_k=top_k, norm_topk_prob=norm_topk_prob))
 
 
 @trtp.autotune("deploykit::MoEPairGateUp")
 def moe_pair_gate_up_tune(hidden, router_logits, gate_up, top_k: int, norm_topk_prob: int, outputs):
-    return _combinations(MOE_PAIR_GATE_UP)
+    return tune_combinations(trtp, MOE_PAIR_GATE_UP)
 
 
 @trtp.aot_impl("deploykit::MoEPairGateUp")
@@ -138,12 +130,12 @@ def moe_pair_gate_up_aot(hidden, router_logits, gate_up, top_k: int, norm_topk_p
 def moe_pair_down_desc(
     inter: trtp.TensorDesc, down: trtp.TensorDesc, topk_ids: trtp.TensorDesc, topk_weights: trtp.TensorDesc
 ) -> trtp.TensorDesc:
-    return _stage_descs(MOE_PAIR_DOWN, [inter, down, topk_ids, topk_weights], {})[0]
+    return stage_descriptors(trt, trtp, MOE_PAIR_DOWN, [inter, down, topk_ids, topk_weights], {})[0]
 
 
 @trtp.autotune("deploykit::MoEPairDown")
 def moe_pair_down_tune(inter, down, topk_ids, topk_weights, outputs):
-    return _combinations(MOE_PAIR_DOWN)
+    return tune_combinations(trtp, MOE_PAIR_DOWN)
 
 
 @trtp.aot_impl("deploykit::MoEPairDown")
@@ -158,12 +150,13 @@ def moe_pair_down_aot(inter, down, topk_ids, topk_weights, outputs, tactic) -> A
 def moe_route_desc(
     router_logits: trtp.TensorDesc, top_k: int, norm_topk_prob: int
 ) -> Tuple[trtp.TensorDesc, trtp.TensorDesc]:
-    return _stage_descs(MOE_ROUTE, [router_logits], dict(top_k=top_k, norm_topk_prob=norm_topk_prob))
+    return stage_descriptors(trt, trtp, MOE_ROUTE, [router_logits],
+                             dict(top_k=top_k, norm_topk_prob=norm_topk_prob))
 
 
 @trtp.autotune("deploykit::MoERoute")
 def moe_route_tune(router_logits, top_k: int, norm_topk_prob: int, outputs):
-    return _combinations(MOE_ROUTE)
+    return tune_combinations(trtp, MOE_ROUTE)
 
 
 @trtp.aot_impl("deploykit::MoERoute")
@@ -177,12 +170,12 @@ def moe_route_aot(router_logits, top_k: int, norm_topk_prob: int, outputs, tacti
 def moe_align_desc(
     router_logits: trtp.TensorDesc, topk_ids: trtp.TensorDesc, block_m: int
 ) -> Tuple[trtp.TensorDesc, trtp.TensorDesc]:
-    return _stage_descs(MOE_ALIGN, [router_logits, topk_ids], dict(block_m=block_m))
+    return stage_descriptors(trt, trtp, MOE_ALIGN, [router_logits, topk_ids], dict(block_m=block_m))
 
 
 @trtp.autotune("deploykit::MoEAlign")
 def moe_align_tune(router_logits, topk_ids, block_m: int, outputs):
-    return _combinations(MOE_ALIGN)
+    return tune_combinations(trtp, MOE_ALIGN)
 
 
 @trtp.aot_impl("deploykit::MoEAlign")
@@ -199,13 +192,13 @@ def moe_gate_up_desc(
     hidden: trtp.TensorDesc, gate_up: trtp.TensorDesc, slot_pair: trtp.TensorDesc, block_expert: trtp.TensorDesc,
     top_k: int, block_m: int,
 ) -> trtp.TensorDesc:
-    return _stage_descs(MOE_GATE_UP, [hidden, gate_up, slot_pair, block_expert],
-                        dict(top_k=top_k, block_m=block_m))[0]
+    return stage_descriptors(trt, trtp, MOE_GATE_UP, [hidden, gate_up, slot_pair, block_expert],
+                             dict(top_k=top_k, block_m=block_m))[0]
 
 
 @trtp.autotune("deploykit::MoEGateUp")
 def moe_gate_up_tune(hidden, gate_up, slot_pair, block_expert, top_k: int, block_m: int, outputs):
-    return _combinations(MOE_GATE_UP)
+    return tune_combinations(trtp, MOE_GATE_UP)
 
 
 @trtp.aot_impl("deploykit::MoEGateUp")
@@ -222,12 +215,13 @@ def moe_down_desc(
     inter: trtp.TensorDesc, down: trtp.TensorDesc, slot_pair: trtp.TensorDesc, block_expert: trtp.TensorDesc,
     topk_weights: trtp.TensorDesc, block_m: int,
 ) -> trtp.TensorDesc:
-    return _stage_descs(MOE_DOWN, [inter, down, slot_pair, block_expert, topk_weights], dict(block_m=block_m))[0]
+    return stage_descriptors(trt, trtp, MOE_DOWN, [inter, down, slot_pair, block_expert, topk_weights],
+                             dict(block_m=block_m))[0]
 
 
 @trtp.autotune("deploykit::MoEDown")
 def moe_down_tune(inter, down, slot_pair, block_expert, topk_weights, block_m: int, outputs):
-    return _combinations(MOE_DOWN)
+    return tune_combinations(trtp, MOE_DOWN)
 
 
 @trtp.aot_impl("deploykit::MoEDown")

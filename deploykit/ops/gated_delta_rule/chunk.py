@@ -11,18 +11,27 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from deploykit.ops.contract import GDN_CHUNK
+
 from .naive import prepare_qkv
 
-CHUNK_SIZE = 64  # fla and transformers both use 64-token chunks
+CHUNK_SIZE = GDN_CHUNK  # 64, as fla and transformers use; the stage ops' chunk too (stages.py)
 
 
-def _split_chunks(x: torch.Tensor, c: int) -> torch.Tensor:
+def split_chunks(x: torch.Tensor, c: int) -> torch.Tensor:
     """[B,H,T,...] -> [B,H,N,C,...], zero-padding T up to a multiple of c (zeros leave the state unchanged)."""
     pad = (-x.shape[2]) % c
     if pad:
         spec = (0, 0) * (x.dim() - 3) + (0, pad)
         x = F.pad(x, spec)
     return x.reshape(x.shape[0], x.shape[1], -1, c, *x.shape[3:])
+
+
+def decay_matrix(cum: torch.Tensor) -> torch.Tensor:
+    """exp(cum_i - cum_j) for j <= i (<= 1 since g <= 0), 0 above the diagonal: [..., C, C] from cum [..., C]."""
+    c = cum.shape[-1]
+    causal = torch.ones(c, c, dtype=torch.bool, device=cum.device).tril()
+    return (cum[..., :, None] - cum[..., None, :]).masked_fill(~causal, float("-inf")).exp()
 
 
 def chunk_gated_delta_rule(
@@ -42,13 +51,11 @@ def chunk_gated_delta_rule(
     if T == 0:
         return v.new_zeros(v.shape[0], 0, v.shape[1], v.shape[3]).to(out_dtype), S
     c = min(CHUNK_SIZE, T)  # a short sequence is one chunk of its own length: no padding work
-    q, k, v = (_split_chunks(x, c) for x in (q, k, v))  # [B,H,N,C,D]
-    g, beta = (_split_chunks(x, c) for x in (g, beta))  # [B,H,N,C]
+    q, k, v = (split_chunks(x, c) for x in (q, k, v))  # [B,H,N,C,D]
+    g, beta = (split_chunks(x, c) for x in (g, beta))  # [B,H,N,C]
 
     cum = g.cumsum(-1)  # log decay from the chunk start to each position
-    causal = torch.ones(c, c, dtype=torch.bool, device=q.device).tril()
-    # decay[i, j] = exp(cum_i - cum_j) for j <= i (<= 1 since g <= 0), 0 above the diagonal
-    decay = (cum[..., :, None] - cum[..., None, :]).masked_fill(~causal, float("-inf")).exp()
+    decay = decay_matrix(cum)
     k_beta = k * beta[..., None]
     # UT transform: (I + strict_tril(diag(beta) K K^T * decay)) [u | w] = [v*beta | k*beta*exp(cum)]
     a = (k_beta @ k.transpose(-1, -2)) * decay

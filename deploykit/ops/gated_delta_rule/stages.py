@@ -9,31 +9,23 @@ against `naive_gated_delta_rule` (tests/ops/test_gated_delta_rule.py), not again
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from deploykit.ops.contract import GDN_CHUNK
 
+from .chunk import decay_matrix, split_chunks
 from .naive import key_heads_first, prepare_qkv
 
 
 def _chunks(x: torch.Tensor) -> torch.Tensor:
-    """[B,H,T,...] fp32 -> [B,H,NT,C,...], zero rows past T."""
-    pad = (-x.shape[2]) % GDN_CHUNK
-    x = F.pad(x, (0, 0) * (x.dim() - 3) + (0, pad))
-    return x.reshape(x.shape[0], x.shape[1], -1, GDN_CHUNK, *x.shape[3:])
-
-
-def _decay(gcs: torch.Tensor) -> torch.Tensor:
-    """exp(gc_i - gc_j) for j <= i, else 0: [..., C, C]."""
-    causal = torch.ones(GDN_CHUNK, GDN_CHUNK, dtype=torch.bool).tril()
-    return (gcs[..., :, None] - gcs[..., None, :]).masked_fill(~causal, float("-inf")).exp()
+    """[B,H,T,...] fp32 -> [B,H,NT,C,...], zero rows past T (always whole chunks, unlike chunk.py's short case)."""
+    return split_chunks(x, GDN_CHUNK)
 
 
 def naive_gated_delta_prep(q, k, v, g, beta, scale: float, use_qk_l2norm: int = 1):
     """(w, u, aqk, gcs), each fp32 [B,Hv,NT,C,...]."""
     q, k, v, g, beta = (_chunks(x) for x in prepare_qkv(q, k, v, g, beta, scale, use_qk_l2norm))
     gcs = g.cumsum(-1)
-    decay = _decay(gcs)
+    decay = decay_matrix(gcs)
     k_beta = k * beta[..., None]
     a = (k_beta @ k.transpose(-1, -2)) * decay
     # (I + strict_tril(a)) X = rhs; unitriangular: the diagonal of `a` is not read
