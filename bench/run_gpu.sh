@@ -17,9 +17,12 @@
 #
 # What must travel with the repo (the GPU machine has no network and no ../shared):
 #   * bench/baselines/{fla,moe}_baseline.py: copies of shared/bench/*, already in the repo.
-#   * fla wheels for the GDN baseline, ~1.5 MB, put in .whl/ (git-ignored) on the dev machine with
-#       pip download fla-core==0.6.0 flash-linear-attention==0.6.0 --no-deps -d .whl
-#     and carried (device tool: carry=[".whl"]). Without them the fla lines report an import error.
+#   * the wheels of bench/wheels.txt, ~4 MB: the fla baselines, and pydantic for the op contract (the image
+#     has none; without it nothing of ours imports). Put them in .whl/ (git-ignored) on the dev machine with
+#       bash bench/fetch_wheels.sh
+#     and carry them (device tool: carry=[".whl"]). A preflight import stops the call within seconds, exit 2,
+#     where they are missing. CI runs the smoke call with only the image's packages and those wheels
+#     importable (bench/gpu_image/), so a new dependency fails there first.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 STAGE=${1:-all}
@@ -33,8 +36,13 @@ if ls .whl/*.whl >/dev/null 2>&1; then  # the device tool's way: a private targe
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
     .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} || echo "note: could not install the carried wheels"
 fi
-# deploykit is not installed there (its CLI needs pydantic, which that image lacks; the kernels and the naive
-# references do not): bench/_kernel_bench.py puts the checkout on sys.path and maps plugins/ itself.
+# deploykit is not installed there: bench/_kernel_bench.py puts the checkout on sys.path and maps plugins/
+# itself. Preflight: everything our steps import, before any device time goes into compiling.
+if ! err=$(cd bench && python3 -c "import bench_aot, precompile, kernel_ratios" 2>&1); then
+  echo "error: the benchmarks cannot import on this machine: $(tail -n 1 <<<"$err")." \
+    "Fix: run 'bash bench/fetch_wheels.sh' on the dev machine and carry .whl (carry=[\".whl\"])." >&2
+  exit 2
+fi
 { nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "no nvidia-smi"; } \
   | tee -a "$OUT_DIR/device.txt"
 date -u +%Y-%m-%dT%H:%MZ | tee -a "$OUT_DIR/device.txt"
@@ -42,7 +50,7 @@ Q=${QUICK:+--quick}
 
 fla_cases() {  # kind, then "H HV N" triples; each case in its own process as fla_baseline.py does
   local kind=$1; shift
-  for c in "$@"; do python bench/baselines/fla_baseline.py "$kind" $c; done
+  for c in "$@"; do python3 bench/baselines/fla_baseline.py "$kind" $c; done
 }
 if [ "$STAGE" = quick ]; then  # step timeouts: 90 + 60 + 45 + 120 + 120 + 60 + 50 + 45 = 590 s
   step() {  # seconds, output file, command...: a step cut off or failed is noted, the next one still runs;
@@ -52,31 +60,31 @@ if [ "$STAGE" = quick ]; then  # step timeouts: 90 + 60 + 45 + 120 + 120 + 60 + 
   }
   baseline() { if [ -n "$S" ]; then echo "note: $2 skipped (smoke run: GPU-only baseline)"; else step "$@"; fi; }
   # all the specialisations below, compiled in parallel first (prints only: the 8 files are spoken for)
-  timeout 90 python bench/precompile.py $S || echo "note: precompile cut at 90s or failed; steps compile the rest"
-  step 60 gdn_decode.jsonl python bench/bench_gdn.py --quick --only decode $S
-  baseline 45 fla.jsonl bash -c 'for c in "16 32 64" "16 32 1"; do python bench/baselines/fla_baseline.py recurrent $c; done'
-  step 120 moe.jsonl python bench/bench_moe.py --quick $S
-  step 120 gdn_prefill.jsonl python bench/bench_gdn.py --quick --only prefill $S
-  baseline 60 fla.jsonl bash -c 'for c in "16 32 8192" "32 32 8192"; do python bench/baselines/fla_baseline.py chunk $c; done'
-  baseline 50 moe_baseline.jsonl python bench/baselines/moe_baseline.py
+  timeout 90 python3 bench/precompile.py $S || echo "note: precompile cut at 90s or failed; steps compile the rest"
+  step 60 gdn_decode.jsonl python3 bench/bench_gdn.py --quick --only decode $S
+  baseline 45 fla.jsonl bash -c 'for c in "16 32 64" "16 32 1"; do python3 bench/baselines/fla_baseline.py recurrent $c; done'
+  step 120 moe.jsonl python3 bench/bench_moe.py --quick $S
+  step 120 gdn_prefill.jsonl python3 bench/bench_gdn.py --quick --only prefill $S
+  baseline 60 fla.jsonl bash -c 'for c in "16 32 8192" "32 32 8192"; do python3 bench/baselines/fla_baseline.py chunk $c; done'
+  baseline 50 moe_baseline.jsonl python3 bench/baselines/moe_baseline.py
   # the AOT specialisations (what engines embed) run and checked against the JIT launchers; last, as the
   # least decisive: if the call's own limit cuts it, kernel_ratios.py can be run on the files back home
-  step 45 aot.jsonl python bench/bench_aot.py $S
-  python bench/kernel_ratios.py "$OUT_DIR" | tee "$OUT_DIR/ratios.txt"
+  step 45 aot.jsonl python3 bench/bench_aot.py $S
+  python3 bench/kernel_ratios.py "$OUT_DIR" | tee "$OUT_DIR/ratios.txt"
   exit 0
 fi
 case $STAGE in decode|all)
-  python bench/bench_gdn.py $Q --only decode | tee "$OUT_DIR/gdn_decode.jsonl"
+  python3 bench/bench_gdn.py $Q --only decode | tee "$OUT_DIR/gdn_decode.jsonl"
   fla_cases recurrent "16 32 64" "32 32 64" "16 48 64" "16 64 64" "16 32 1" "32 32 1" "16 48 1" "16 64 1" \
     | tee "$OUT_DIR/fla_recurrent.jsonl" ;;
 esac
 case $STAGE in prefill|all)
-  python bench/bench_gdn.py $Q --only prefill | tee "$OUT_DIR/gdn_prefill.jsonl"
-  python bench/bench_gdn.py --only conv | tee "$OUT_DIR/gdn_conv.jsonl"
+  python3 bench/bench_gdn.py $Q --only prefill | tee "$OUT_DIR/gdn_prefill.jsonl"
+  python3 bench/bench_gdn.py --only conv | tee "$OUT_DIR/gdn_conv.jsonl"
   fla_cases chunk "16 32 8192" "32 32 8192" "16 32 2048" "16 48 8192" "16 64 8192" | tee "$OUT_DIR/fla_chunk.jsonl" ;;
 esac
 case $STAGE in moe|all)
-  python bench/bench_moe.py $Q | tee "$OUT_DIR/moe.jsonl"
-  python bench/baselines/moe_baseline.py | tee "$OUT_DIR/moe_baseline.jsonl" ;;
+  python3 bench/bench_moe.py $Q | tee "$OUT_DIR/moe.jsonl"
+  python3 bench/baselines/moe_baseline.py | tee "$OUT_DIR/moe_baseline.jsonl" ;;
 esac
-python bench/kernel_ratios.py "$OUT_DIR" | tee "$OUT_DIR/ratios.txt"
+python3 bench/kernel_ratios.py "$OUT_DIR" | tee "$OUT_DIR/ratios.txt"

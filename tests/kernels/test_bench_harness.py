@@ -7,6 +7,7 @@ not there. The timings are meaningless; the rows, the checks against the naive r
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,8 +17,18 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]  # every line must be a JSON row
 
 
+def _as_on_the_gpu_image(**extra) -> dict:
+    """The environment of the GPU call, as far as the CPU can have it: this interpreter first on PATH (the script
+    runs `python3`), and only the image's packages plus the carried wheels importable (bench/gpu_image/)."""
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    pythonpath = os.pathsep.join(
+        filter(None, [str(ROOT / "bench" / "gpu_image"), os.environ.get("PYTHONPATH")])
+    )
+    return dict(os.environ, PATH=path, PYTHONPATH=pythonpath, **extra)
+
+
 def test_quick_gpu_call_runs_checks_and_reports_on_the_cpu(tmp_path):
-    env = dict(os.environ, SMOKE="1", OUT=str(tmp_path))
+    env = _as_on_the_gpu_image(SMOKE="1", OUT=str(tmp_path))
     proc = subprocess.run(
         ["bash", str(ROOT / "bench" / "run_gpu.sh"), "quick"],
         env=env,
@@ -55,3 +66,23 @@ def test_quick_gpu_call_runs_checks_and_reports_on_the_cpu(tmp_path):
     assert report.count("MATCH gdn_") == 6  # the AOT section: 3 GatedDeltaRule forms, the 3 stages
     assert f"MoE correctness on this run's device: {len(runs)} of {len(runs)} runs" in report
     assert "[target >= 70 %:" in report  # the issue-5 target line is printed for the 35B-A3B rows
+
+
+def test_a_dependency_the_gpu_image_lacks_stops_the_call_at_once(tmp_path):
+    """What would have cost a whole GPU call: the image has no pydantic, which the op contract needs. Without the
+    carried wheel the preflight names the missing module and the fix, exit 2, before any step runs."""
+    env = _as_on_the_gpu_image(SMOKE="1", OUT=str(tmp_path), GPU_IMAGE_WITHOUT="pydantic")
+    proc = subprocess.run(
+        ["bash", str(ROOT / "bench" / "run_gpu.sh"), "quick"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-2000:])
+    error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert (
+        len(error) == 1 and "No module named 'pydantic'" in error[0] and "bench/fetch_wheels.sh" in error[0]
+    )
+    assert not list((tmp_path / "bench").glob("*.jsonl"))  # no step ran
