@@ -17,25 +17,21 @@ def _rows(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]  # every line must be a JSON row
 
 
-def _as_on_the_gpu_image(**extra) -> dict:
-    """The environment of the GPU call, as far as the CPU can have it: this interpreter first on PATH (the script
-    runs `python3`), and only the image's packages plus the carried wheels importable (bench/gpu_image/)."""
+def _smoke_quick_call(out: Path, timeout: int, **env) -> subprocess.CompletedProcess:
+    """`SMOKE=1 bash bench/run_gpu.sh quick` in the GPU call's environment, as far as the CPU can have it: this
+    interpreter first on PATH (the script runs `python3`), and only the image's packages plus the carried
+    wheels importable (bench/gpu_image/)."""
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     pythonpath = os.pathsep.join(
         filter(None, [str(ROOT / "bench" / "gpu_image"), os.environ.get("PYTHONPATH")])
     )
-    return dict(os.environ, PATH=path, PYTHONPATH=pythonpath, **extra)
+    env = dict(os.environ, PATH=path, PYTHONPATH=pythonpath, SMOKE="1", OUT=str(out), **env)
+    cmd = ["bash", str(ROOT / "bench" / "run_gpu.sh"), "quick"]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
 def test_quick_gpu_call_runs_checks_and_reports_on_the_cpu(tmp_path):
-    env = _as_on_the_gpu_image(SMOKE="1", OUT=str(tmp_path))
-    proc = subprocess.run(
-        ["bash", str(ROOT / "bench" / "run_gpu.sh"), "quick"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = _smoke_quick_call(tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "cut at" not in proc.stdout, proc.stdout[-3000:]  # every step of ours finished
     assert "precompile: 3 jobs" in proc.stdout and "FAILED" not in proc.stdout, proc.stdout[-3000:]
@@ -71,15 +67,7 @@ def test_quick_gpu_call_runs_checks_and_reports_on_the_cpu(tmp_path):
 def test_a_dependency_the_gpu_image_lacks_stops_the_call_at_once(tmp_path):
     """What would have cost a whole GPU call: the image has no pydantic, which the op contract needs. Without the
     carried wheel the preflight names the missing module and the fix, exit 2, before any step runs."""
-    env = _as_on_the_gpu_image(SMOKE="1", OUT=str(tmp_path), GPU_IMAGE_WITHOUT="pydantic")
-    proc = subprocess.run(
-        ["bash", str(ROOT / "bench" / "run_gpu.sh"), "quick"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = _smoke_quick_call(tmp_path, timeout=300, GPU_IMAGE_WITHOUT="pydantic")
     assert proc.returncode == 2, (proc.stdout[-2000:], proc.stderr[-2000:])
     error = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert (
