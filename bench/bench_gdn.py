@@ -39,12 +39,15 @@ def inputs(B, T, H, HV, seed=0):
 
 def check(args, ref, **kw) -> dict:
     """Errors against naive_gated_delta_rule on the GPU (`ref` = its outputs): state relative (max abs / max),
-    output in bf16 ulps. Every configuration timed is checked, not only the fastest."""
+    output in bf16 ulps, per element and of the output scale (max |err| / max |ref|: the bound scratch16
+    is held to). Every configuration timed is checked, not only the fastest."""
     o, h = gated_delta_rule_fwd(*args, K**-0.5, 1, **kw)
     ro, rh = ref
     st = ((h - rh).abs().max() / rh.abs().max()).item()
     ulps = ((o.float() - ro.float()).abs() / (ro.float().abs() * 2**-7 + 1e-3)).max().item()
-    return {"state_rel_err": float(f"{st:.3g}"), "out_err_bf16_ulps": round(ulps, 2)}
+    scale_ulps = ((o.float() - ro.float()).abs().max() / ro.float().abs().max() / 2**-7).item()
+    return {"state_rel_err": float(f"{st:.3g}"), "out_err_bf16_ulps": round(ulps, 2),
+            "out_err_scale_ulps": round(scale_ulps, 2)}
 
 
 def run_configs(kind, shape: dict, args, configs, n_lat, n_thr, extra=None, final=True) -> dict | None:
@@ -76,7 +79,7 @@ def run_configs(kind, shape: dict, args, configs, n_lat, n_thr, extra=None, fina
     return best
 
 
-KNOBS = ("mode", "dot_precision", "solve", "block_v", "num_warps", "chunk_size")
+KNOBS = ("mode", "dot_precision", "solve", "block_v", "num_warps", "chunk_size", "scratch16")
 
 
 DECODE_SWEEP = [dict(block_v=bv, num_warps=w) for bv in (16, 32, 64) for w in (2, 4, 8)]
@@ -108,6 +111,10 @@ PREFILL_QUICK = [  # the candidates a short GPU call times: the persistent kerne
     dict(mode="split3", solve="rows", block_v=32, num_warps=8, **_TF32),
     dict(mode="split3", solve="rows", block_v=16, **_TF32),
     dict(mode="split3", solve="blocked", block_v=32, **_TF32),
+    # fla's precision on the output side (aqk, chunk states, deltas in bf16): at 8192 tokens x 32 heads those
+    # are 67 + 268 + 134 MB in fp32, each written once and read once, so 0.47 GB less traffic; the state scan
+    # goes from 216 to 196 registers at 8 warps (sm_90, no spill either way)
+    dict(mode="split3", solve="rows", block_v=32, num_warps=8, scratch16=True, **_TF32),
     dict(mode="split", solve="rows", block_v=32, num_warps=8, **_TF32),
 ]
 PREFILL_SWEEP = (
@@ -125,6 +132,8 @@ PREFILL_SWEEP = (
         for bv in (16, 32, 64)
         for w in (4, 8)
     ]
+    + [dict(mode="split3", solve="rows", block_v=bv, num_warps=w, scratch16=True, **_TF32)
+       for bv in (16, 32) for w in (4, 8)]
 )
 
 

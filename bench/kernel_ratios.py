@@ -18,6 +18,8 @@ DECODE_TARGET, MOE_TARGET = (
 # intermediate is rounded to bf16 once more, tests/kernels/test_moe.py). tf32 dots (10-bit mantissa products)
 # are not expected to meet 1e-5; their error is printed, and the tf32x3 / recurrent rows carry the fp32 check.
 STATE_TOL, OUT_ULPS, MOE_TOL = 1e-5, 1.0, 4 * 2.0**-7
+SCRATCH16_ULPS = 4.0  # GDN split3 with bf16 scratch (fla's precision): max |err| <= 4 ulps of output scale
+# (tests/kernels/test_gdn.py SCRATCH16_ULPS, where the bound is derived), per element it is not held
 
 
 def rows(path: str) -> list[dict]:
@@ -57,6 +59,8 @@ def gdn(out_dir: str) -> None:
             line += f" | state {r['state_GBps_at_throughput']} GB/s = {100 * frac:.0f} % of copy"
             if r["kernel"] == "recurrent" and r["B"] == 64 and r["HV"] == 32:
                 line += f" [target >= {100 * DECODE_TARGET:.0f} %: {'MET' if frac >= DECODE_TARGET else 'MISSED'}]"
+        if r["kernel"] == "chunk":  # which of our prefill paths won
+            line += f" [{r.get('mode')}{', bf16 scratch' if r.get('scratch16') else ''}]"
         if r["kernel"] == "chunk" and r["T"] == 8192 and f:
             line += f" [target <= fla: {'MET' if r['throughput_ms'] <= f['throughput_ms'] else 'MISSED'}]"
         print(line + f" | errs: state {r.get('state_rel_err')}, out {r.get('out_err_bf16_ulps')} bf16 ulps")
@@ -68,13 +72,18 @@ def gdn(out_dir: str) -> None:
             continue
         seen.add(key)
         fp32_class = r.get("dot_precision", "none") != "tf32"
-        ok = r["state_rel_err"] <= STATE_TOL and r["out_err_bf16_ulps"] <= OUT_ULPS
+        if r.get("scratch16"):
+            ok = r["state_rel_err"] <= STATE_TOL and r.get("out_err_scale_ulps", 1e9) <= SCRATCH16_ULPS
+        else:
+            ok = r["state_rel_err"] <= STATE_TOL and r["out_err_bf16_ulps"] <= OUT_ULPS
         tag = ("MATCH" if ok else "MISMATCH") if fp32_class else "tf32 (not held to 1e-5)"
-        knobs = {k: r[k] for k in ("mode", "solve", "block_v", "num_warps", "dot_precision") if k in r}
+        names = ("mode", "solve", "block_v", "num_warps", "dot_precision", "scratch16")
+        knobs = {k: r[k] for k in names if k in r}
         n = r.get("B", r.get("T"))
         print(
             f"  {tag:24s} {r['kernel']:9s} H={r['H']} HV={r['HV']} n={n} {knobs}: state "
-            f"{r['state_rel_err']}, out {r['out_err_bf16_ulps']} ulps"
+            f"{r['state_rel_err']}, out {r['out_err_bf16_ulps']} ulps "
+            f"({r.get('out_err_scale_ulps')} of the scale)"
         )
     for r in mine:
         if r.get("kernel") == "causal_conv1d":

@@ -339,6 +339,9 @@ def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
         "gdn_split_scan": gdn_split_aot_specs(**gdn)[1],
         "gdn_split3_states": gdn_split_aot_specs(three=True, **gdn)[1],
         "gdn_split3_out": gdn_split_aot_specs(three=True, **gdn)[2],
+        # split3 with its output side's scratch in bf16 (a benchmark candidate of the JIT launcher, no plugin)
+        **{f"gdn_split3_{stage}16": spec for stage, spec in
+           zip(("prep", "states", "out"), gdn_split_aot_specs(three=True, scratch16=True, **gdn))},
         # GatedDeltaStates' tactic 2 (16 columns x 4 warps): the state scan's tile that does not spill on Ampere
         "gdn_stage_states_t2": gdn_stage_aot_spec("GatedDeltaStates", tactic=2, **gdn),
         "conv_decode": conv_aot_spec(dtype, 4, "silu", True),

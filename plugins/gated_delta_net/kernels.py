@@ -213,7 +213,7 @@ def gdn_chunk_prep_kernel(
     w,
     u,
     aqk,
-    gcs,  # inputs, T, then fp32 scratch rows [B*HV*T_pad, ...]
+    gcs,  # inputs, T, then scratch rows [B*HV*T_pad, ...]: fp32 (aqk: or 16-bit, scratch16)
     HK: tl.constexpr,
     HV: tl.constexpr,
     K: tl.constexpr,
@@ -247,7 +247,8 @@ def gdn_chunk_prep_kernel(
     tl.store(gcs + r, b_gc)
     b_q = tl.load(q + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
     b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
-    tl.store(aqk + r[:, None] * BT + o_t[None, :], tl.dot(b_q, tl.trans(b_k), input_precision=DOT) * b_dec)
+    b_qk = tl.dot(b_q, tl.trans(b_k), input_precision=DOT) * b_dec
+    tl.store(aqk + r[:, None] * BT + o_t[None, :], b_qk.to(aqk.dtype.element_ty))  # fp32, or split3's 16-bit
     b_kb = b_k * b_beta[:, None]
     b_a = tl.where(o_t[:, None] > o_t[None, :], tl.dot(b_kb, tl.trans(b_k), input_precision=DOT) * b_dec, 0.0)
     # only the [BT, BT] system and two [BT] vectors live across the solve: q K^T is stored before it and k is
@@ -360,14 +361,16 @@ def gdn_chunk_states_kernel(
         m_t = (t0 + o_t) < T
         c = i_bh.to(tl.int64) * NT + i_c  # this chunk's index in the scratch buffers
         r = c * BT + o_t
-        tl.store(hs + (c * BK + o_k[:, None]) * BV + o_v[None, :], b_h, mask=m_v[None, :])
+        # hs, vn: fp32, or the activations' 16-bit dtype (scratch16); the recurrence stays fp32 either way
+        p_hs = hs + (c * BK + o_k[:, None]) * BV + o_v[None, :]
+        tl.store(p_hs, b_h.to(hs.dtype.element_ty), mask=m_v[None, :])
         b_k = tl.load(
             k + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0
         ).to(tl.float32)
         b_k = _l2norm_rows(b_k, USE_L2NORM)
         b_gc = tl.load(gcs + r)
         b_vn = _scratch_deltas(w, u, r, o_k, o_v, m_v, b_h, BK, BV, DOT)
-        tl.store(vn + r[:, None] * BV + o_v[None, :], b_vn, mask=m_v[None, :])
+        tl.store(vn + r[:, None] * BV + o_v[None, :], b_vn.to(vn.dtype.element_ty), mask=m_v[None, :])
         b_h = _advance_state(b_h, b_k, b_gc, b_vn, BT, DOT)
     tl.store(ht + p_h, b_h, mask=m_k[:, None] & m_v[None, :])
 
@@ -410,9 +413,12 @@ def gdn_chunk_out_kernel(
     ).to(tl.float32)
     b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
     b_gc = tl.load(gcs + r)
-    b_h = tl.load(hs + (c * BK + o_k[:, None]) * BV + o_v[None, :], mask=m_v[None, :], other=0.0)
-    b_vn = tl.load(vn + r[:, None] * BV + o_v[None, :], mask=m_v[None, :], other=0.0)
-    b_qk = tl.load(aqk + r[:, None] * BT + o_t[None, :])
+    # fp32 scratch, or 16-bit (scratch16: half the bytes; the dots stay fp32/tf32, and Triton's interpreter,
+    # which the CPU tests run, multiplies bf16 bit patterns in tl.dot: triton-lang/triton#11584)
+    p_hs = hs + (c * BK + o_k[:, None]) * BV + o_v[None, :]
+    b_h = tl.load(p_hs, mask=m_v[None, :], other=0.0).to(tl.float32)
+    b_vn = tl.load(vn + r[:, None] * BV + o_v[None, :], mask=m_v[None, :], other=0.0).to(tl.float32)
+    b_qk = tl.load(aqk + r[:, None] * BT + o_t[None, :]).to(tl.float32)
     b_o = _chunk_output(b_q, b_gc, b_h, b_qk, b_vn, DOT)
     tl.store(
         o + (i_t[:, None] * HV + i_hv) * V + o_v[None, :],

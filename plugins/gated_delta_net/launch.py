@@ -92,12 +92,18 @@ def gated_delta_rule_fwd(
     block_v: int | None = None,
     num_warps: int | None = None,
     chunk_size: int = CHUNK,  # chunk only: tokens per chunk step, one of CHUNK_SIZES
+    scratch16: bool = False,  # split3 only: the output side's scratch in v's 16-bit dtype (fla's precision)
     out: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (output [B,T,Hv,Dv] in v's dtype, final_state [B,Hv,Dk,Dv] fp32), like naive_gated_delta_rule.
     Keyword-only knobs are for benchmarks and for the plugins' tactics. `out`: contiguous buffers of those
     shapes and dtypes to write into (a plugin's TensorRT outputs; a copy of the state would move its bytes
-    twice)."""
+    twice).
+    `scratch16`: split3 keeps aqk, the chunk states and the deltas in bf16/fp16, as fla keeps its
+    intermediates: half the output side's scratch bytes (the dots stay fp32/tf32). The recurrence and
+    the final state stay fp32 (within 1e-5); the output carries one more 16-bit rounding of three operands,
+    so it is held to a few ulps of the output scale, not one ulp per element. A benchmark candidate: the
+    stage ops (the AOT form) keep fp32 until a GPU run says it is worth their contract version 2."""
     _check_gdn(q, k, v, g, beta, initial_state)
     if mode not in MODES:
         raise ValueError(f"GatedDeltaRule: mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -112,6 +118,9 @@ def gated_delta_rule_fwd(
         if buf.shape != like.shape or buf.dtype != like.dtype or not buf.is_contiguous():
             raise ValueError(f"GatedDeltaRule: out {name} must be contiguous {like.dtype} {list(like.shape)}, got "
                              f"{buf.dtype} {list(buf.shape)}")
+    if scratch16 and (mode != "split3" or v.dtype not in (torch.bfloat16, torch.float16)):
+        raise ValueError(f"GatedDeltaRule: scratch16 needs mode='split3' and bf16/fp16 activations, got "
+                         f"mode={mode!r} and {v.dtype}")
     if T == 0 or mode == "recurrent" or (mode == "auto" and T < CHUNK_MIN_T):
         mode = "recurrent"
     BK, BV = gdn_tiles(K, V, B, HV, chunked=mode != "recurrent")
@@ -139,27 +148,33 @@ def gated_delta_rule_fwd(
             **common,
         )
     else:
-        _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common, mode == "split3")
+        three = mode == "split3"
+        _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common, three, scratch16)
     return o, ht
 
 
-def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common, three: bool) -> None:
+def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common, three: bool,
+           scratch16: bool = False) -> None:
     """Chunk-parallel prep into fp32 scratch, then either the sequential scan that also writes the output
     ("split", two launches) or a state-only scan plus a chunk-parallel output kernel ("split3", three). For
     plugins that enqueue several kernels and own a workspace (the C++ IPluginV3 path, not QDP AOT plugins).
-    split3's extra scratch is one fp32 state per chunk: B * Hv * cdiv(T, 64) * Dk * Dv * 4 bytes."""
+    split3's extra scratch is one fp32 state per chunk: B * Hv * cdiv(T, 64) * Dk * Dv * 4 bytes (2 bytes
+    and the output side's scratch in v's dtype with `scratch16`)."""
     B, HV, V, BK = q.shape[0], common["HV"], common["V"], common["BK"]
     NT, BVP = triton.cdiv(T, CHUNK), triton.next_power_of_2(V)
     rows = B * HV * NT * CHUNK
-    scratch = lambda *shape: torch.empty(*shape, dtype=torch.float32, device=q.device)  # noqa: E731
-    w, u, aqk, gcs = scratch(rows, BK), scratch(rows, BVP), scratch(rows, CHUNK), scratch(rows)
+    f32 = torch.float32
+    out_dtype = v.dtype if scratch16 else f32  # of aqk, hs and vn, which only split3's output kernel reads
+    scratch = lambda *shape, dtype=f32: torch.empty(*shape, dtype=dtype, device=q.device)  # noqa: E731
+    w, u, gcs = scratch(rows, BK), scratch(rows, BVP), scratch(rows)
+    aqk = scratch(rows, CHUNK, dtype=out_dtype)
     _prep(q, k, v, g, beta, T, w, u, aqk, gcs, dot_precision, solve, PREP_WARPS, common)
     # the sequential scan of either path: one program per state tile, 2 load stages (SCAN_STAGES)
     scan = dict(BT=CHUNK, BV=BVP, BVS=BV, DOT=dot_precision, num_warps=num_warps or 4, num_stages=SCAN_STAGES)
     if not three:
         gdn_chunk_scan_kernel[grid_gdn(B, HV, V, BV)](q, k, w, u, aqk, gcs, h0, T, o, ht, **scan, **common)
         return
-    hs, vn = scratch(B * HV * NT * BK, BVP), scratch(rows, BVP)
+    hs, vn = scratch(B * HV * NT * BK, BVP, dtype=out_dtype), scratch(rows, BVP, dtype=out_dtype)
     _states(k, w, u, gcs, h0, T, hs, vn, ht, BV, scan, common)
     _out(q, hs, vn, aqk, gcs, T, o, dot_precision, common)
 
@@ -345,14 +360,17 @@ def gdn_split_aot_specs(
     prep_warps: int = PREP_WARPS,
     block_v: int | None = None,
     scan_warps: int = 4,
+    scratch16: bool = False,
 ):
     """KernelSpecs of the multi-launch chunked paths (for a multi-kernel plugin with a workspace), in launch
     order: [prep, scan] ("split") or [prep, states, out] ("split3"), with the launchers' knobs (`block_v`: the
-    scan's state tile BVS, else batch_hint's). Grids: prep (cdiv(T, 64), B * HV); scan and states (cdiv(V, BVS),
-    B * HV); out (cdiv(T, 64), cdiv(V, BVO), B * HV). Runtime scalar: T."""
+    scan's state tile BVS, else batch_hint's; `scratch16`: split3's aqk, hs and vn in `dtype`). Grids: prep
+    (cdiv(T, 64), B * HV); scan and states (cdiv(V, BVS), B * HV); out (cdiv(T, 64), cdiv(V, BVO), B * HV).
+    Runtime scalar: T."""
     from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
 
     t, f32 = "*" + TRITON_DTYPE[dtype], "*fp32"
+    o16 = t if scratch16 and three else f32  # the output side's scratch (gated_delta_rule_fwd's scratch16)
     BK, BVS = gdn_tiles(K, V, batch_hint, HV, chunked=True)
     BVP = triton.next_power_of_2(V)
     BVS = min(block_v, BVP) if block_v else BVS
@@ -361,7 +379,7 @@ def gdn_split_aot_specs(
     )
     prep = KernelSpec(
         gdn_chunk_prep_kernel,
-        dict(q=t, k=t, v=t, g=f32, beta=t, T="i32", w=f32, u=f32, aqk=f32, gcs=f32),
+        dict(q=t, k=t, v=t, g=f32, beta=t, T="i32", w=f32, u=f32, aqk=o16, gcs=f32),
         dict(cx, scale=float(scale), BLOCKED_SOLVE=solve == "blocked"),
         num_warps=prep_warps,
         grid=("cdiv(T,64)", "B*HV"),
@@ -378,7 +396,7 @@ def gdn_split_aot_specs(
         return [prep, scan]
     states = KernelSpec(
         gdn_chunk_states_kernel,
-        dict(k=t, w=f32, u=f32, gcs=f32, h0=f32, T="i32", hs=f32, vn=f32, ht=f32),
+        dict(k=t, w=f32, u=f32, gcs=f32, h0=f32, T="i32", hs=o16, vn=o16, ht=f32),
         dict(cx, BVS=BVS),
         num_warps=scan_warps,
         num_stages=SCAN_STAGES,
@@ -387,7 +405,7 @@ def gdn_split_aot_specs(
     BVO = out_tile(BVP)
     out = KernelSpec(
         gdn_chunk_out_kernel,
-        dict(q=t, hs=f32, vn=f32, aqk=f32, gcs=f32, T="i32", o=t),
+        dict(q=t, hs=o16, vn=o16, aqk=o16, gcs=f32, T="i32", o=t),
         dict(cx, scale=float(scale), BVO=BVO),
         num_warps=4,
         grid=("cdiv(T,64)", f"cdiv(V,{BVO})", "B*HV"),

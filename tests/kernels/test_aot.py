@@ -3,8 +3,9 @@
 kernels by Python functions, which cannot be compiled.
 
 Budget: the chunked GDN kernels dominate (10-45 s each on a loaded 2-core machine). The blocked-solve
-variant is gdn_chunk_kernel with one constexpr flipped, so it is compiled for sm_90 only; every kernel
-function is compiled for all three architectures."""
+variant is gdn_chunk_kernel with one constexpr flipped, and split3's 16-bit scratch variants are its three
+kernels with other pointer types, so those are compiled for sm_90 only; every kernel function is compiled
+for all three architectures."""
 
 import json
 import os
@@ -21,7 +22,7 @@ SMEM_LIMIT = {
     87: 163 * 1024,
     90: 227 * 1024,
 }  # max opt-in shared memory per block (CUDA guide)
-SM90_ONLY = "gdn_chunk_blocked"
+SM90_ONLY = ("gdn_chunk_blocked", "gdn_split3_prep16", "gdn_split3_states16", "gdn_split3_out16")
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def compiled(tmp_path_factory) -> list[dict]:
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "deploykit.plugins.aot", str(tmp_path / "ptx"), str(arch)]
-            + ([] if arch == 90 else ["--skip", SM90_ONLY]),
+            + ([] if arch == 90 else ["--skip", ",".join(SM90_ONLY)]),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -63,6 +64,7 @@ def test_every_kernel_compiles_to_ptx_for_each_arch(compiled):
         "gdn_split_scan",
         "gdn_split3_states",
         "gdn_split3_out",
+        *SM90_ONLY,
         "conv_decode",
         "moe_moe_gate_up_kernel",
         "moe_moe_down_kernel",
@@ -71,7 +73,7 @@ def test_every_kernel_compiles_to_ptx_for_each_arch(compiled):
         "moe_prefill_MoEGateUp",
         "moe_prefill_MoEDown",
     } <= names
-    assert len(rows) == len(names) * len(AOT_ARCHS) - (len(AOT_ARCHS) - 1)  # SM90_ONLY once
+    assert len(rows) == len(names) * len(AOT_ARCHS) - (len(AOT_ARCHS) - 1) * len(SM90_ONLY)  # those once
     for r in rows:
         ptx = Path(r["ptx"]).read_text()
         target = re.search(r"^\.target\s+(\S+)", ptx, re.MULTILINE).group(1)
@@ -98,7 +100,7 @@ NO_SPILL_ANY_ARCH = {"conv_decode", "conv_prefill", "gdn_split_prep", "gdn_stage
                      "moe_moe_gate_up_kernel", "moe_moe_down_kernel", "moe_moe_combine_kernel",
                      "moe_moe_pair_gate_up_kernel", "moe_moe_token_down_kernel", "moe_prefill_MoEGateUp",
                      "moe_prefill_MoEDown"}
-NO_SPILL = {*STREAMED, *NO_SPILL_ANY_ARCH, "gdn_chunk16"}
+NO_SPILL = {*STREAMED, *NO_SPILL_ANY_ARCH, "gdn_chunk16", *SM90_ONLY[1:]}  # scratch16's: 156-226 registers
 
 
 def test_bandwidth_bound_kernels_stream_in_128_bit_ops_without_spills(compiled):
@@ -194,3 +196,27 @@ def test_the_specs_of_launcher_calls_are_the_qdp_plugins_specs(monkeypatch):
         assert got.kernel is qdp.kernel, kernel
         assert (got.args, got.constexprs) == (qdp.args, qdp.constexprs), kernel
         assert (got.num_warps, got.num_stages) == (qdp.num_warps, qdp.num_stages), kernel
+
+
+@pytest.mark.parametrize("scratch16", [False, True])
+def test_split3_launches_are_the_specs_static_resources_reads(monkeypatch, scratch16):
+    """bench/static_resources.py and the sm_90 spill checks above read gdn_split_aot_specs; the prefill
+    benchmark times the launcher. Both must be the same three kernels with the same pointer types (16-bit
+    aqk, hs and vn with scratch16), constexprs and warps."""
+    from deploykit.plugins.aot import recorded_launches, spec_of_launch
+    from deploykit.plugins.gated_delta_net import gated_delta_rule_fwd
+    from deploykit.plugins.gated_delta_net.launch import gdn_split_aot_specs
+
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    kw = dict(dot_precision="tf32", block_v=32, num_warps=8)
+    calls, _ = recorded_launches(gated_delta_rule_fwd, _qwen_gdn_inputs(1, 100),
+                                 dict(mode="split3", scratch16=scratch16, **kw))
+    specs = gdn_split_aot_specs("bfloat16", 16, 32, 128, 128, 128**-0.5, 1, three=True, dot_precision="tf32",
+                                block_v=32, scan_warps=8, scratch16=scratch16)
+    assert len(calls) == len(specs) == 3
+    for (kernel, _, args, kwargs), spec in zip(calls, specs):
+        got = spec_of_launch(kernel, args, kwargs)
+        assert got.kernel is spec.kernel, kernel
+        assert (got.args, got.constexprs) == (spec.args, spec.constexprs), kernel
+        assert (got.num_warps, got.num_stages) == (spec.num_warps, spec.num_stages), kernel
+    assert ("*bf16" if scratch16 else "*fp32") == specs[2].args["hs"] == specs[1].args["vn"] == specs[0].args["aqk"]

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .test_gdn import SCRATCH16_ULPS
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -46,8 +48,13 @@ def test_quick_gpu_call_runs_checks_and_reports_on_the_cpu(tmp_path):
     assert (
         len({r.get("block_v") for r in checked if r["kernel"] == "recurrent"}) >= 3
     )  # the decode tile choices
+    assert any(r.get("scratch16") for r in checked)  # split3 with 16-bit scratch too
     for r in checked:  # the interpreter's dots are exact fp32 whatever dot_precision says
-        assert r["state_rel_err"] <= 1e-5 and r["out_err_bf16_ulps"] <= 1.0, r
+        assert r["state_rel_err"] <= 1e-5, r
+        if r.get("scratch16"):  # one more 16-bit rounding: held to the output scale (test_gdn.py)
+            assert r["out_err_scale_ulps"] <= SCRATCH16_ULPS, r
+        else:
+            assert r["out_err_bf16_ulps"] <= 1.0, r
 
     runs = [r for r in moe if "max_err_over_max_ref" in r]
     assert {r["path"] for r in runs} == {"grouped", "pairs"}
