@@ -20,6 +20,7 @@ DECODE_TARGET, MOE_TARGET = (
 STATE_TOL, OUT_ULPS, MOE_TOL = 1e-5, 1.0, 4 * 2.0**-7
 SCRATCH16_ULPS = 4.0  # GDN split3 with bf16 scratch (fla's precision): max |err| <= 4 ulps of output scale
 # (tests/kernels/test_gdn.py SCRATCH16_ULPS, where the bound is derived), per element it is not held
+GDN_KNOBS = ("mode", "solve", "block_v", "num_warps", "dot_precision", "scratch16")  # printed with each row
 
 
 def rows(path: str) -> list[dict]:
@@ -77,8 +78,7 @@ def gdn(out_dir: str) -> None:
         else:
             ok = r["state_rel_err"] <= STATE_TOL and r["out_err_bf16_ulps"] <= OUT_ULPS
         tag = ("MATCH" if ok else "MISMATCH") if fp32_class else "tf32 (not held to 1e-5)"
-        names = ("mode", "solve", "block_v", "num_warps", "dot_precision", "scratch16")
-        knobs = {k: r[k] for k in names if k in r}
+        knobs = {k: r[k] for k in GDN_KNOBS if k in r}
         n = r.get("B", r.get("T"))
         print(
             f"  {tag:24s} {r['kernel']:9s} H={r['H']} HV={r['HV']} n={n} {knobs}: state "

@@ -164,17 +164,17 @@ def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, 
     NT, BVP = triton.cdiv(T, CHUNK), triton.next_power_of_2(V)
     rows = B * HV * NT * CHUNK
     f32 = torch.float32
-    out_dtype = v.dtype if scratch16 else f32  # of aqk, hs and vn, which only split3's output kernel reads
+    out_side_dtype = v.dtype if scratch16 else f32  # aqk, hs, vn: read by split3's output kernel alone
     scratch = lambda *shape, dtype=f32: torch.empty(*shape, dtype=dtype, device=q.device)  # noqa: E731
     w, u, gcs = scratch(rows, BK), scratch(rows, BVP), scratch(rows)
-    aqk = scratch(rows, CHUNK, dtype=out_dtype)
+    aqk = scratch(rows, CHUNK, dtype=out_side_dtype)
     _prep(q, k, v, g, beta, T, w, u, aqk, gcs, dot_precision, solve, PREP_WARPS, common)
     # the sequential scan of either path: one program per state tile, 2 load stages (SCAN_STAGES)
     scan = dict(BT=CHUNK, BV=BVP, BVS=BV, DOT=dot_precision, num_warps=num_warps or 4, num_stages=SCAN_STAGES)
     if not three:
         gdn_chunk_scan_kernel[grid_gdn(B, HV, V, BV)](q, k, w, u, aqk, gcs, h0, T, o, ht, **scan, **common)
         return
-    hs, vn = scratch(B * HV * NT * BK, BVP, dtype=out_dtype), scratch(rows, BVP, dtype=out_dtype)
+    hs, vn = scratch(B * HV * NT * BK, BVP, dtype=out_side_dtype), scratch(rows, BVP, dtype=out_side_dtype)
     _states(k, w, u, gcs, h0, T, hs, vn, ht, BV, scan, common)
     _out(q, hs, vn, aqk, gcs, T, o, dot_precision, common)
 
@@ -370,7 +370,7 @@ def gdn_split_aot_specs(
     from deploykit.plugins.aot import TRITON_DTYPE, KernelSpec
 
     t, f32 = "*" + TRITON_DTYPE[dtype], "*fp32"
-    o16 = t if scratch16 and three else f32  # the output side's scratch (gated_delta_rule_fwd's scratch16)
+    out_side = t if scratch16 and three else f32  # aqk, hs, vn: the output side's scratch (`scratch16`)
     BK, BVS = gdn_tiles(K, V, batch_hint, HV, chunked=True)
     BVP = triton.next_power_of_2(V)
     BVS = min(block_v, BVP) if block_v else BVS
@@ -379,7 +379,7 @@ def gdn_split_aot_specs(
     )
     prep = KernelSpec(
         gdn_chunk_prep_kernel,
-        dict(q=t, k=t, v=t, g=f32, beta=t, T="i32", w=f32, u=f32, aqk=o16, gcs=f32),
+        dict(q=t, k=t, v=t, g=f32, beta=t, T="i32", w=f32, u=f32, aqk=out_side, gcs=f32),
         dict(cx, scale=float(scale), BLOCKED_SOLVE=solve == "blocked"),
         num_warps=prep_warps,
         grid=("cdiv(T,64)", "B*HV"),
@@ -396,7 +396,7 @@ def gdn_split_aot_specs(
         return [prep, scan]
     states = KernelSpec(
         gdn_chunk_states_kernel,
-        dict(k=t, w=f32, u=f32, gcs=f32, h0=f32, T="i32", hs=o16, vn=o16, ht=f32),
+        dict(k=t, w=f32, u=f32, gcs=f32, h0=f32, T="i32", hs=out_side, vn=out_side, ht=f32),
         dict(cx, BVS=BVS),
         num_warps=scan_warps,
         num_stages=SCAN_STAGES,
@@ -405,7 +405,7 @@ def gdn_split_aot_specs(
     BVO = out_tile(BVP)
     out = KernelSpec(
         gdn_chunk_out_kernel,
-        dict(q=t, hs=o16, vn=o16, aqk=o16, gcs=f32, T="i32", o=t),
+        dict(q=t, hs=out_side, vn=out_side, aqk=out_side, gcs=f32, T="i32", o=t),
         dict(cx, scale=float(scale), BVO=BVO),
         num_warps=4,
         grid=("cdiv(T,64)", f"cdiv(V,{BVO})", "B*HV"),

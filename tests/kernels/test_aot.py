@@ -22,7 +22,8 @@ SMEM_LIMIT = {
     87: 163 * 1024,
     90: 227 * 1024,
 }  # max opt-in shared memory per block (CUDA guide)
-SM90_ONLY = ("gdn_chunk_blocked", "gdn_split3_prep16", "gdn_split3_states16", "gdn_split3_out16")
+SCRATCH16 = ("gdn_split3_prep16", "gdn_split3_states16", "gdn_split3_out16")  # split3 with 16-bit scratch
+SM90_ONLY = ("gdn_chunk_blocked", *SCRATCH16)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +101,7 @@ NO_SPILL_ANY_ARCH = {"conv_decode", "conv_prefill", "gdn_split_prep", "gdn_stage
                      "moe_moe_gate_up_kernel", "moe_moe_down_kernel", "moe_moe_combine_kernel",
                      "moe_moe_pair_gate_up_kernel", "moe_moe_token_down_kernel", "moe_prefill_MoEGateUp",
                      "moe_prefill_MoEDown"}
-NO_SPILL = {*STREAMED, *NO_SPILL_ANY_ARCH, "gdn_chunk16", *SM90_ONLY[1:]}  # scratch16's: 156-226 registers
+NO_SPILL = {*STREAMED, *NO_SPILL_ANY_ARCH, "gdn_chunk16", *SCRATCH16}  # SCRATCH16: 156-226 registers
 
 
 def test_bandwidth_bound_kernels_stream_in_128_bit_ops_without_spills(compiled):
@@ -208,7 +209,7 @@ def test_split3_launches_are_the_specs_static_resources_reads(monkeypatch, scrat
     from deploykit.plugins.gated_delta_net.launch import gdn_split_aot_specs
 
     monkeypatch.setenv("TRITON_INTERPRET", "0")
-    kw = dict(dot_precision="tf32", block_v=32, num_warps=8)
+    kw = {"dot_precision": "tf32", "block_v": 32, "num_warps": 8}
     calls, _ = recorded_launches(gated_delta_rule_fwd, _qwen_gdn_inputs(1, 100),
                                  dict(mode="split3", scratch16=scratch16, **kw))
     specs = gdn_split_aot_specs("bfloat16", 16, 32, 128, 128, 128**-0.5, 1, three=True, dot_precision="tf32",
