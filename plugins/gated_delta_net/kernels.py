@@ -36,6 +36,25 @@ def _l2norm_rows(x, USE_L2NORM: tl.constexpr):
 
 
 @triton.jit
+def _heads(i_bh, HV: tl.constexpr, HK: tl.constexpr):
+    """(batch, value head, key head) of grid row i_bh; a key head serves HV/HK consecutive value heads."""
+    i_b, i_hv = i_bh // HV, i_bh % HV
+    return i_b, i_hv, i_hv // (HV // HK)
+
+
+@triton.jit
+def _rows(x, i_t, H: tl.constexpr, i_h, D: tl.constexpr, o_d):
+    """Pointers to head i_h's tile [tokens i_t, features o_d] of a [B*T, H, D] activation (the contract's)."""
+    return x + (i_t[:, None] * H + i_h) * D + o_d[None, :]
+
+
+@triton.jit
+def _load_rows(x, i_t, H: tl.constexpr, i_h, D: tl.constexpr, o_d, mask):
+    """That tile in fp32, masked rows and columns zero."""
+    return tl.load(_rows(x, i_t, H, i_h, D, o_d), mask=mask, other=0.0).to(tl.float32)
+
+
+@triton.jit
 def gdn_recurrent_kernel(
     q,
     k,
@@ -56,8 +75,7 @@ def gdn_recurrent_kernel(
     scale: tl.constexpr,  # an attribute: baked into the PTX (AOT plugins do not serialize attributes)
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_hv = i_bh // HV, i_bh % HV
-    i_hk = i_hv // (HV // HK)  # each key head serves HV/HK consecutive value heads
+    i_b, i_hv, i_hk = _heads(i_bh, HV, HK)
     o_k = tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k, m_v = o_k < K, o_v < V
@@ -163,8 +181,7 @@ def gdn_chunk_kernel(
     BLOCKED_SOLVE: tl.constexpr,  # False: 63-step row substitution; True: 16-row blocks + matmuls (fewer steps)
 ):
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_hv = i_bh // HV, i_bh % HV
-    i_hk = i_hv // (HV // HK)
+    i_b, i_hv, i_hk = _heads(i_bh, HV, HK)
     o_t, o_k = tl.arange(0, BT), tl.arange(0, BK)
     o_v = i_v * BV + tl.arange(0, BV)
     m_k, m_v = o_k < K, o_v < V
@@ -175,9 +192,9 @@ def gdn_chunk_kernel(
         i_t = (i_b * T + t0 + o_t).to(tl.int64)  # flat token index of each row
         m_t = (t0 + o_t) < T  # padded rows load zeros: k = beta = g = 0 leaves the state unchanged
         m_tk, m_tv = m_t[:, None] & m_k[None, :], m_t[:, None] & m_v[None, :]
-        b_q = tl.load(q + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-        b_k = tl.load(k + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-        b_v = tl.load(v + (i_t[:, None] * HV + i_hv) * V + o_v[None, :], mask=m_tv, other=0.0).to(tl.float32)
+        b_q = _load_rows(q, i_t, HK, i_hk, K, o_k, m_tk)
+        b_k = _load_rows(k, i_t, HK, i_hk, K, o_k, m_tk)
+        b_v = _load_rows(v, i_t, HV, i_hv, V, o_v, m_tv)
         b_g = tl.load(g + i_t * HV + i_hv, mask=m_t, other=0.0).to(tl.float32)
         b_beta = tl.load(beta + i_t * HV + i_hv, mask=m_t, other=0.0).to(tl.float32)
         b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
@@ -197,7 +214,7 @@ def gdn_chunk_kernel(
         b_vn = b_u - tl.dot(b_w, b_h, input_precision=DOT)  # deltas: the part of v the state does not predict
         b_qk = tl.dot(b_q, tl.trans(b_k), input_precision=DOT) * b_dec
         b_o = _chunk_output(b_q, b_gc, b_h, b_qk, b_vn, DOT)
-        tl.store(o + (i_t[:, None] * HV + i_hv) * V + o_v[None, :], b_o.to(o.dtype.element_ty), mask=m_tv)
+        tl.store(_rows(o, i_t, HV, i_hv, V, o_v), b_o.to(o.dtype.element_ty), mask=m_tv)
         b_h = _advance_state(b_h, b_k, b_gc, b_vn, BT, DOT)
     tl.store(ht + p_h, b_h, mask=m_k[:, None] & m_v[None, :])
 
@@ -229,15 +246,14 @@ def gdn_chunk_prep_kernel(
     """Split path, step 1 (parallel over chunks): everything of a chunk that does not depend on the state:
     W, U (the UT transform), the decayed intra-chunk Q K^T and the cumulative log decay."""
     i_c, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_hv = i_bh // HV, i_bh % HV
-    i_hk = i_hv // (HV // HK)
+    i_b, i_hv, i_hk = _heads(i_bh, HV, HK)
     o_t, o_k, o_v = tl.arange(0, BT), tl.arange(0, BK), tl.arange(0, BV)
     m_k, m_v = o_k < K, o_v < V
     t0 = i_c * BT
     i_t = (i_b * T + t0 + o_t).to(tl.int64)
     m_t = (t0 + o_t) < T
     m_tk, m_tv = m_t[:, None] & m_k[None, :], m_t[:, None] & m_v[None, :]
-    b_k = tl.load(k + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_k = _load_rows(k, i_t, HK, i_hk, K, o_k, m_tk)
     b_g = tl.load(g + i_t * HV + i_hv, mask=m_t, other=0.0).to(tl.float32)
     b_beta = tl.load(beta + i_t * HV + i_hv, mask=m_t, other=0.0).to(tl.float32)
     b_k = _l2norm_rows(b_k, USE_L2NORM)
@@ -245,7 +261,7 @@ def gdn_chunk_prep_kernel(
     b_dec = tl.where(o_t[:, None] >= o_t[None, :], tl.exp(b_gc[:, None] - b_gc[None, :]), 0.0)
     r = (i_bh.to(tl.int64) * tl.cdiv(T, BT) + i_c) * BT + o_t  # scratch row: padded rows included
     tl.store(gcs + r, b_gc)
-    b_q = tl.load(q + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_q = _load_rows(q, i_t, HK, i_hk, K, o_k, m_tk)
     b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
     b_qk = tl.dot(b_q, tl.trans(b_k), input_precision=DOT) * b_dec
     tl.store(aqk + r[:, None] * BT + o_t[None, :], b_qk.to(aqk.dtype.element_ty))  # fp32, or split3's 16-bit
@@ -258,10 +274,10 @@ def gdn_chunk_prep_kernel(
         b_ai = _unit_lower_inverse_blocked(b_a, BT, 16, DOT)
     else:
         b_ai = _unit_lower_inverse(b_a, BT)
-    b_k = tl.load(k + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+    b_k = _load_rows(k, i_t, HK, i_hk, K, o_k, m_tk)
     b_kb = _l2norm_rows(b_k, USE_L2NORM) * (b_beta * tl.exp(b_gc))[:, None]
     tl.store(w + r[:, None] * BK + o_k[None, :], tl.dot(b_ai, b_kb, input_precision=DOT))
-    b_v = tl.load(v + (i_t[:, None] * HV + i_hv) * V + o_v[None, :], mask=m_tv, other=0.0).to(tl.float32)
+    b_v = _load_rows(v, i_t, HV, i_hv, V, o_v, m_tv)
     tl.store(u + r[:, None] * BV + o_v[None, :], tl.dot(b_ai, b_v * b_beta[:, None], input_precision=DOT))
 
 
@@ -292,8 +308,7 @@ def gdn_chunk_scan_kernel(
     """Split path, step 2 (sequential over chunks, one program per state tile): only the state-dependent
     matmuls remain on the sequential path; W, U, Q K^T and the decays come from step 1."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_hv = i_bh // HV, i_bh % HV
-    i_hk = i_hv // (HV // HK)
+    i_b, i_hv, i_hk = _heads(i_bh, HV, HK)
     o_t, o_k = tl.arange(0, BT), tl.arange(0, BK)
     o_v = i_v * BVS + tl.arange(0, BVS)
     m_k, m_v = o_k < K, o_v < V
@@ -304,19 +319,16 @@ def gdn_chunk_scan_kernel(
         m_t = (t0 + o_t) < T
         m_tk = m_t[:, None] & m_k[None, :]
         r = i_bh.to(tl.int64) * tl.cdiv(T, BT) * BT + t0 + o_t
-        b_q = tl.load(q + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
-        b_k = tl.load(k + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_tk, other=0.0).to(tl.float32)
+        b_q = _load_rows(q, i_t, HK, i_hk, K, o_k, m_tk)
+        b_k = _load_rows(k, i_t, HK, i_hk, K, o_k, m_tk)
         b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
         b_k = _l2norm_rows(b_k, USE_L2NORM)
         b_gc = tl.load(gcs + r)
         b_qk = tl.load(aqk + r[:, None] * BT + o_t[None, :])
         b_vn = _scratch_deltas(w, u, r, o_k, o_v, m_v, b_h, BK, BV, DOT)
         b_o = _chunk_output(b_q, b_gc, b_h, b_qk, b_vn, DOT)
-        tl.store(
-            o + (i_t[:, None] * HV + i_hv) * V + o_v[None, :],
-            b_o.to(o.dtype.element_ty),
-            mask=m_t[:, None] & m_v[None, :],
-        )
+        m_tv = m_t[:, None] & m_v[None, :]
+        tl.store(_rows(o, i_t, HV, i_hv, V, o_v), b_o.to(o.dtype.element_ty), mask=m_tv)
         b_h = _advance_state(b_h, b_k, b_gc, b_vn, BT, DOT)
     tl.store(ht + p_h, b_h, mask=m_k[:, None] & m_v[None, :])
 
@@ -347,8 +359,7 @@ def gdn_chunk_states_kernel(
     two matmuls per chunk. It stores each chunk's starting state and deltas, from which step 3 computes every
     chunk's output in parallel (fla's partition: the output matmuls leave the sequential path)."""
     i_v, i_bh = tl.program_id(0), tl.program_id(1)
-    i_b, i_hv = i_bh // HV, i_bh % HV
-    i_hk = i_hv // (HV // HK)
+    i_b, _, i_hk = _heads(i_bh, HV, HK)
     o_t, o_k = tl.arange(0, BT), tl.arange(0, BK)
     o_v = i_v * BVS + tl.arange(0, BVS)
     m_k, m_v = o_k < K, o_v < V
@@ -364,9 +375,7 @@ def gdn_chunk_states_kernel(
         # hs, vn: fp32, or the activations' 16-bit dtype (scratch16); the recurrence stays fp32 either way
         p_hs = hs + (c * BK + o_k[:, None]) * BV + o_v[None, :]
         tl.store(p_hs, b_h.to(hs.dtype.element_ty), mask=m_v[None, :])
-        b_k = tl.load(
-            k + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0
-        ).to(tl.float32)
+        b_k = _load_rows(k, i_t, HK, i_hk, K, o_k, m_t[:, None] & m_k[None, :])
         b_k = _l2norm_rows(b_k, USE_L2NORM)
         b_gc = tl.load(gcs + r)
         b_vn = _scratch_deltas(w, u, r, o_k, o_v, m_v, b_h, BK, BV, DOT)
@@ -398,8 +407,7 @@ def gdn_chunk_out_kernel(
 ):
     """Split3 path, step 3 (parallel over chunks and value tiles): O = (Q o exp(gc)) S_c + (Q K^T o decay) D."""
     i_c, i_v, i_bh = tl.program_id(0), tl.program_id(1), tl.program_id(2)
-    i_b, i_hv = i_bh // HV, i_bh % HV
-    i_hk = i_hv // (HV // HK)
+    i_b, i_hv, i_hk = _heads(i_bh, HV, HK)
     o_t, o_k = tl.arange(0, BT), tl.arange(0, BK)
     o_v = i_v * BVO + tl.arange(0, BVO)
     m_k, m_v = o_k < K, o_v < V
@@ -408,9 +416,7 @@ def gdn_chunk_out_kernel(
     m_t = (t0 + o_t) < T
     c = i_bh.to(tl.int64) * tl.cdiv(T, BT) + i_c
     r = c * BT + o_t
-    b_q = tl.load(
-        q + (i_t[:, None] * HK + i_hk) * K + o_k[None, :], mask=m_t[:, None] & m_k[None, :], other=0.0
-    ).to(tl.float32)
+    b_q = _load_rows(q, i_t, HK, i_hk, K, o_k, m_t[:, None] & m_k[None, :])
     b_q = _l2norm_rows(b_q, USE_L2NORM) * scale
     b_gc = tl.load(gcs + r)
     # fp32 scratch, or 16-bit (scratch16: half the bytes; the dots stay fp32/tf32, and Triton's interpreter,
@@ -420,11 +426,7 @@ def gdn_chunk_out_kernel(
     b_vn = tl.load(vn + r[:, None] * BV + o_v[None, :], mask=m_v[None, :], other=0.0).to(tl.float32)
     b_qk = tl.load(aqk + r[:, None] * BT + o_t[None, :]).to(tl.float32)
     b_o = _chunk_output(b_q, b_gc, b_h, b_qk, b_vn, DOT)
-    tl.store(
-        o + (i_t[:, None] * HV + i_hv) * V + o_v[None, :],
-        b_o.to(o.dtype.element_ty),
-        mask=m_t[:, None] & m_v[None, :],
-    )
+    tl.store(_rows(o, i_t, HV, i_hv, V, o_v), b_o.to(o.dtype.element_ty), mask=m_t[:, None] & m_v[None, :])
 
 
 @triton.jit
