@@ -94,8 +94,8 @@ STREAMED = {
 }
 # Spill-free on every arch (Jetson Orin's sm_87 included): the conv, every MoE kernel, and the GDN stage ops'
 # three kernels (GatedDeltaPrep's tactic 1 = the split prep, GatedDeltaStates' tactic 2, GatedDeltaOut). The
-# other GDN kernels are on sm_90 only; on sm_80/87 ptxas spills 8 B (decode) to 3 KB (64-token chunks) of them
-# (bench/RESULTS.md).
+# other GDN kernels are on sm_90 only; on sm_80/87 ptxas spills 8 B (decode: one pointer, parked before the
+# token loop and read back after it) to 3 KB (64-token chunks) of them (bench/RESULTS.md).
 NO_SPILL_ANY_ARCH = {"conv_decode", "conv_prefill", "gdn_split_prep", "gdn_stage_states_t2", "gdn_split3_out",
                      "moe_moe_route_kernel", "moe_moe_align_kernel",
                      "moe_moe_gate_up_kernel", "moe_moe_down_kernel", "moe_moe_combine_kernel",
