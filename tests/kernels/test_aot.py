@@ -144,6 +144,13 @@ def _qwen_gdn_inputs(B, T):
             z(B, T, 32), z(B, 32, 128, 128, dtype=torch.float32), 128**-0.5, 1)
 
 
+def _assert_same_spec(got, spec, kernel) -> None:
+    """A launch (as spec_of_launch reads it) is the KernelSpec: same kernel, pointer types, constexprs, warps."""
+    assert got.kernel is spec.kernel, kernel
+    assert (got.args, got.constexprs) == (spec.args, spec.constexprs), kernel
+    assert (got.num_warps, got.num_stages) == (spec.num_warps, spec.num_stages), kernel
+
+
 def test_the_specs_of_launcher_calls_are_the_qdp_plugins_specs(monkeypatch):
     """bench/bench_aot.py compiles `spec_of_launch` of a launcher's call and runs it on the GPU as the AOT
     kernel; that stands for the QDP plugins only if their aot_impls build the same specs (kernel, argument
@@ -193,10 +200,7 @@ def test_the_specs_of_launcher_calls_are_the_qdp_plugins_specs(monkeypatch):
     ]
     for fn, args, kwargs, qdp in cases:
         (kernel, _, call_args, call_kwargs), _ = recorded_launch(fn, args, kwargs)
-        got = spec_of_launch(kernel, call_args, call_kwargs)
-        assert got.kernel is qdp.kernel, kernel
-        assert (got.args, got.constexprs) == (qdp.args, qdp.constexprs), kernel
-        assert (got.num_warps, got.num_stages) == (qdp.num_warps, qdp.num_stages), kernel
+        _assert_same_spec(spec_of_launch(kernel, call_args, call_kwargs), qdp, kernel)
 
 
 @pytest.mark.parametrize("scratch16", [False, True])
@@ -216,8 +220,5 @@ def test_split3_launches_are_the_specs_static_resources_reads(monkeypatch, scrat
                                 block_v=32, scan_warps=8, scratch16=scratch16)
     assert len(calls) == len(specs) == 3
     for (kernel, _, args, kwargs), spec in zip(calls, specs):
-        got = spec_of_launch(kernel, args, kwargs)
-        assert got.kernel is spec.kernel, kernel
-        assert (got.args, got.constexprs) == (spec.args, spec.constexprs), kernel
-        assert (got.num_warps, got.num_stages) == (spec.num_warps, spec.num_stages), kernel
+        _assert_same_spec(spec_of_launch(kernel, args, kwargs), spec, kernel)
     assert ("*bf16" if scratch16 else "*fp32") == specs[2].args["hs"] == specs[1].args["vn"] == specs[0].args["aqk"]
