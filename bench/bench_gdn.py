@@ -44,9 +44,9 @@ def check(args, ref, **kw) -> dict:
     o, h = gated_delta_rule_fwd(*args, K**-0.5, 1, **kw)
     ro, rh = ref
     st = ((h - rh).abs().max() / rh.abs().max()).item()
-    err, ref = (o.float() - ro.float()).abs(), ro.float().abs()
-    ulps = (err / (ref * 2**-7 + 1e-3)).max().item()
-    scale_ulps = (err.max() / ref.max() / 2**-7).item()
+    err, mag = (o.float() - ro.float()).abs(), ro.float().abs()
+    ulps = (err / (mag * 2**-7 + 1e-3)).max().item()
+    scale_ulps = (err.max() / mag.max() / 2**-7).item()
     return {"state_rel_err": float(f"{st:.3g}"), "out_err_bf16_ulps": round(ulps, 2),
             "out_err_scale_ulps": round(scale_ulps, 2)}
 

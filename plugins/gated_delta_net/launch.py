@@ -154,7 +154,7 @@ def gated_delta_rule_fwd(
 
 
 def _split(q, k, v, g, beta, h0, T, o, ht, BV, dot_precision, solve, num_warps, common, three: bool,
-           scratch16: bool = False) -> None:
+           scratch16: bool) -> None:
     """Chunk-parallel prep into fp32 scratch, then either the sequential scan that also writes the output
     ("split", two launches) or a state-only scan plus a chunk-parallel output kernel ("split3", three). For
     plugins that enqueue several kernels and own a workspace (the C++ IPluginV3 path, not QDP AOT plugins).
