@@ -117,7 +117,7 @@ def worst_difference(jit: list, aot: list, rows: list | None = None) -> float:
     """max over outputs of max |aot - jit| / max |jit| (inf where an output was left unwritten or differs in an
     integer element), over the rows `rows` marks where the contract specifies them."""
     worst = 0.0
-    for i, (j, a) in enumerate(zip(jit, aot)):
+    for i, (j, a) in enumerate(zip(jit, aot, strict=True)):
         if rows and i < len(rows):
             j, a = j[rows[i]], a[rows[i]]
         if not j.dtype.is_floating_point:

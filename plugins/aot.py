@@ -226,14 +226,15 @@ def contract_descriptors(spec, inputs: list, act_dtype, fp32_dtype, from_shape_e
     output dims are fake dims too and nothing is computed: tensorrt.plugin 10.x keeps the IExprBuilder of the
     previous shape call in that pass, and a constant built on it crashes the process (seen with 10.10 and 10.13
     in tests/builder/test_qdp.py)."""
-    dims = [tuple(d.shape_expr[a] for a in range(len(s.dims))) for d, s in zip(inputs, spec.inputs)]
+    dims = [tuple(d.shape_expr[a] for a in range(len(d.shape_expr))) for d in inputs]  # infer_shapes checks ranks
     fake = dims[0][0]
     if getattr(fake, "is_fake", False):
         shapes = [(fake,) * len(o.dims) for o in spec.outputs]
     else:
         shapes = spec.infer_shapes(dims, attrs, arith)
     by_name = {"T": act_dtype, "float32": fp32_dtype, "int32": int32_dtype}
-    return tuple(from_shape_expr(tuple(shape), by_name[o.dtype]) for shape, o in zip(shapes, spec.outputs))
+    return tuple(from_shape_expr(tuple(shape), by_name[o.dtype])
+                 for shape, o in zip(shapes, spec.outputs, strict=True))
 
 
 def build_time_constant(expr, what: str) -> int:
@@ -341,7 +342,7 @@ def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
         "gdn_split3_out": gdn_split_aot_specs(three=True, **gdn)[2],
         # split3 with its output side's scratch in bf16 (a benchmark candidate of the JIT launcher, no plugin)
         **{f"gdn_split3_{stage}16": spec for stage, spec in
-           zip(("prep", "states", "out"), gdn_split_aot_specs(three=True, scratch16=True, **gdn))},
+           zip(("prep", "states", "out"), gdn_split_aot_specs(three=True, scratch16=True, **gdn), strict=True)},
         # GatedDeltaStates' tactic 2 (16 columns x 4 warps): the state scan's tile that does not spill on Ampere
         "gdn_stage_states_t2": gdn_stage_aot_spec("GatedDeltaStates", tactic=2, **gdn),
         "conv_decode": conv_aot_spec(dtype, 4, "silu", True),

@@ -180,11 +180,8 @@ def make_plugin_class(trt, spec: OpSpec):
             return [getattr(trt.DataType, n) for n in names]
 
         def get_output_shapes(self, inputs, shape_inputs, expr_builder):
-            for t, dims in zip(spec.inputs, inputs):
-                if len(dims) != len(t.dims):
-                    raise ValueError(f"{spec.name}: input '{t.name}' must have rank {len(t.dims)} {list(t.dims)}")
             shapes = spec.infer_shapes([[d[a] for a in range(len(d))] for d in inputs], self.attrs,
-                                       ExprArith(trt, expr_builder))  # the contract's one shape rule
+                                       ExprArith(trt, expr_builder))  # the contract's one shape rule (and ranks)
             outs = []
             for shape in shapes:
                 d = trt.DimsExprs(len(shape))
@@ -268,7 +265,7 @@ def run_launcher(spec: OpSpec, attrs: dict, inputs: list, outputs: list, tactic:
         launcher(spec.name)(*inputs, *args, out=tuple(outputs), **kwargs)
         return
     results = launcher(spec.name)(*inputs, *args, **kwargs)
-    for out, res in zip(outputs, results if isinstance(results, (tuple, list)) else (results,)):
+    for out, res in zip(outputs, results if isinstance(results, (tuple, list)) else (results,), strict=True):
         out.copy_(res)
 
 
@@ -282,7 +279,7 @@ def _enqueue(spec: OpSpec, attrs: dict, input_desc, output_desc, inputs, outputs
         t = torch.as_tensor(_DevicePointer(ptr, tuple(desc.dims), typestr), device="cuda")
         return t.view(dtype) if dtype == torch.bfloat16 else t
 
-    ins = [view(d, p) for d, p in zip(input_desc, inputs)]
-    outs = [view(d, p) for d, p in zip(output_desc, outputs)]
+    ins = [view(d, p) for d, p in zip(input_desc, inputs, strict=True)]
+    outs = [view(d, p) for d, p in zip(output_desc, outputs, strict=True)]
     with torch.cuda.stream(torch.cuda.ExternalStream(stream)):
         run_launcher(spec, attrs, ins, outs, tactic)

@@ -105,7 +105,8 @@ def verify_manifest(engine_path: Path) -> EngineManifest:
             problems.append("none of the manifest's I/O tensors is in the engine")
         for t in plan.tensors:
             want = io[t.name]
-            if t.dtype != want.dtype or any(a != b for a, b in zip(t.shape, want.shape) if a >= 0 and b >= 0):
+            if t.dtype != want.dtype or len(t.shape) != len(want.shape) or any(
+                    a != b for a, b in zip(t.shape, want.shape, strict=True) if a >= 0 and b >= 0):
                 problems.append(f"engine tensor {t.name} is {t.dtype}{t.shape}, manifest {want.dtype}{want.shape}")
     if problems:
         raise DeployKitError(f"{engine_path} does not match its manifest: {'; '.join(problems)}",

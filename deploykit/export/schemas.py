@@ -97,7 +97,7 @@ def _inference_function(spec: OpSpec):
             [tuple(_dim_value(d) for d in t.tensor_type.shape.dim) for t in in_types],
             _node_int_attributes(spec, ctx), _OnnxDimArith(),
         ) if have_shapes else [None] * len(spec.outputs)
-        for o, (out, shape) in enumerate(zip(spec.outputs, shapes)):
+        for o, (out, shape) in enumerate(zip(spec.outputs, shapes, strict=True)):
             tp = onnx.TypeProto()
             tp.tensor_type.elem_type = act if out.dtype == "T" else _FIXED_TYPES[out.dtype][1]
             if shape is not None:

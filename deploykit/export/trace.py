@@ -40,7 +40,7 @@ def _examples(model, dtype: torch.dtype, device):
     # distinct tensors: aliased example inputs get merged into one graph input
     state = tuple(
         torch.randn(s, generator=gen).to(dt)
-        for s, dt in zip(model.state_shapes(b, p), model.state_dtypes(dtype))
+        for s, dt in zip(model.state_shapes(b, p), model.state_dtypes(dtype), strict=True)
     )
     # on the model's device (meta): nothing is computed, only shapes and dtypes are traced
     return tuple(x.to(device) for x in (ids, pos, mask, *state))

@@ -232,7 +232,7 @@ class Qwen35(nn.Module):
         dtype = dtype or self.embed_tokens.weight.dtype
         device = device or self.embed_tokens.weight.device
         return tuple(torch.zeros(s, dtype=dt, device=device)
-                     for s, dt in zip(self.state_shapes(batch, 0), self.state_dtypes(dtype)))
+                     for s, dt in zip(self.state_shapes(batch, 0), self.state_dtypes(dtype), strict=True))
 
     # forward -------------------------------------------------------------------------------------
     def rotary(self, position_ids: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:

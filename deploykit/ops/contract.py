@@ -192,13 +192,25 @@ class OpSpec(BaseModel):
                 out[a.name] = int(value)
         return out
 
+    def check_ranks(self, input_shapes: list[tuple]) -> None:
+        """The input count and ranks, checked before any symbol is bound: a zip over a short shape would bind
+        too few dims and give a wrong output shape with no error (in torch, ONNX and TensorRT alike)."""
+        if len(input_shapes) != len(self.inputs):
+            raise ValueError(f"{self.name}: expected {len(self.inputs)} inputs, got {len(input_shapes)}")
+        for spec, shape in zip(self.inputs, input_shapes, strict=True):
+            if len(shape) != len(spec.dims):
+                got = f"shape {list(shape)}" if all(isinstance(d, int) for d in shape) else f"rank {len(shape)}"
+                raise ValueError(f"{self.name}: input '{spec.name}' must have rank {len(spec.dims)} "
+                                 f"{list(spec.dims)}, got {got}")
+
     def infer_shapes(self, input_shapes: list[tuple], attrs: dict[str, Any] | None = None,
                      arith: Any = INT_ARITH) -> list[tuple]:
         """Output shapes from input shapes: THE shape rule. An output dim that is an input dim is that input's
         value itself (int, symbolic dim, TensorRT expression); a derived dim is computed with `arith`."""
+        self.check_ranks(input_shapes)
         env: dict[str, Any] = {}
-        for spec, shape in zip(self.inputs, input_shapes):
-            for sym, size in zip(spec.dims, shape):
+        for spec, shape in zip(self.inputs, input_shapes, strict=True):
+            for sym, size in zip(spec.dims, shape, strict=True):
                 env.setdefault(sym, size)
         if self.derived:
             env.update({k: arith.const(v) for k, v in self.int_attributes(attrs).items() if k not in env})
@@ -208,14 +220,10 @@ class OpSpec(BaseModel):
 
     def check_shapes(self, input_shapes: list[tuple[int, ...]]) -> dict[str, int]:
         """Binds every symbol from concrete input shapes; raises ValueError naming the first conflict."""
-        if len(input_shapes) != len(self.inputs):
-            raise ValueError(f"{self.name}: expected {len(self.inputs)} inputs, got {len(input_shapes)}")
+        self.check_ranks(input_shapes)
         bound: dict[str, int] = {}
-        for spec, shape in zip(self.inputs, input_shapes):
-            if len(shape) != len(spec.dims):
-                raise ValueError(f"{self.name}: input '{spec.name}' must have rank {len(spec.dims)} "
-                                 f"{list(spec.dims)}, got shape {list(shape)}")
-            for sym, size in zip(spec.dims, shape):
+        for spec, shape in zip(self.inputs, input_shapes, strict=True):
+            for sym, size in zip(spec.dims, shape, strict=True):
                 if sym in bound and bound[sym] != size:
                     raise ValueError(f"{self.name}: input '{spec.name}' has {sym}={size}, "
                                      f"but an earlier input has {sym}={bound[sym]}")

@@ -37,7 +37,7 @@ def empty_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None 
     act = next(t.dtype for t, s in zip(tensors, spec.inputs) if s.dtype == "T")
     shapes = spec.infer_shapes([tuple(t.shape) for t in tensors], attrs)
     dtypes = spec.output_dtypes(str(act).removeprefix("torch."))
-    return [tensors[0].new_empty(shape, dtype=getattr(torch, dt)) for shape, dt in zip(shapes, dtypes)]
+    return [tensors[0].new_empty(shape, dtype=getattr(torch, dt)) for shape, dt in zip(shapes, dtypes, strict=True)]
 
 
 def _check_version(spec: OpSpec, plugin_version: str) -> None:

@@ -94,7 +94,7 @@ def validate_export(
     names = [t.name for t in manifest.inputs if t.name.startswith("past.")]
     states = [
         state_metrics("present" + n[len("past") :], g, r, th)
-        for n, g, r in zip(names, onnx_model.states(), ref.states())
+        for n, g, r in zip(names, onnx_model.states(), ref.states(), strict=True)
     ]
     fails = failures(steps, states, th)
     return ValidationReport(

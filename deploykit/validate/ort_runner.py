@@ -78,7 +78,7 @@ class OrtModel:
             "attention_mask": np.ones((b, self.past + t), dtype=np.int64),
             **self.state,
         }
-        outs = dict(zip(self.out_names, self.session.run(None, feeds)))
+        outs = dict(zip(self.out_names, self.session.run(None, feeds), strict=True))
         self.state = {name: outs["present" + name[len("past") :]] for name in self.state}
         self.past += t
         return outs["logits"].astype(np.float32)

@@ -438,7 +438,7 @@ def gdn_stage_aot_spec(op: str, dtype: str, HK: int, HV: int, K: int, V: int, sc
         knobs["prep_warps" if op == "GatedDeltaPrep" else "scan_warps"] = knobs.pop("num_warps")
     specs = gdn_split_aot_specs(dtype, HK, HV, K, V, scale, use_qk_l2norm, dot_precision=dot_precision, three=True,
                                 **knobs)
-    return dict(zip(GDN_STAGES, specs))[op]
+    return dict(zip(GDN_STAGES, specs, strict=True))[op]
 
 
 def conv_aot_spec(dtype: str, KW: int, activation: str, decode: bool):

@@ -98,7 +98,7 @@ class _SymSetter:
 
 def _tensor_descs(trt, types_, dims):
     descs = []
-    for t, d in zip(types_, dims):
+    for t, d in zip(types_, dims, strict=True):
         desc = trt.DynamicPluginTensorDesc()
         desc.desc.type, desc.desc.format = t, trt.TensorFormat.LINEAR
         desc.desc.dims = trt.Dims([-1 if v is None else v for v in d])

@@ -92,11 +92,20 @@ def test_build_for_sm89_and_sm120_stamps_and_verifies(backend, save):
 def test_manifest_check_catches_a_changed_engine_or_stamp(backend, save, tmp_path):
     path = save(contract_model())
     result = build_engine(path, options=BuildOptions(profiles=SMALL))
-    stamp = json.loads(manifest_path(result.engine_path).read_text())
+    original = manifest_path(result.engine_path).read_text()
+    stamp = json.loads(original)
     stamp["targets"] = ["sm120"]
     manifest_path(result.engine_path).write_text(json.dumps(stamp))
     with pytest.raises(DeployKitError, match="targets"):
         verify_manifest(result.engine_path)
+    # one dim fewer in the stamp: the dims it keeps all agree, so only the rank can tell them apart
+    stamp = json.loads(original)
+    out = next(t for t in stamp["outputs"] if t["name"] == "gdr_output")
+    out["shape"] = out["shape"][:-1]
+    manifest_path(result.engine_path).write_text(json.dumps(stamp))
+    with pytest.raises(DeployKitError, match=r"engine tensor gdr_output is HALF\[-1, -1, 4, 8\]"):
+        verify_manifest(result.engine_path)
+    manifest_path(result.engine_path).write_text(original)
     # an engine built from the same ONNX without plugins, under the first engine's manifest
     other = build_engine(path, tmp_path / "other.engine", BuildOptions(profiles=SMALL, plugins=False))
     manifest_path(other.engine_path).write_text(manifest_path(result.engine_path).read_text())

@@ -135,9 +135,10 @@ def _run_stages(lowered, plugins, values: dict) -> list[str]:
         ins = [values[n] for n in node.input]
         shapes = spec.infer_shapes([tuple(t.shape) for t in ins], plugin.attrs)
         fill = lambda dt: float("nan") if dt.is_floating_point else -1  # noqa: E731  (unwritten shows)
-        outs = [torch.full(s, fill(dtypes[o.dtype]), dtype=dtypes[o.dtype]) for s, o in zip(shapes, spec.outputs)]
+        outs = [torch.full(s, fill(dtypes[o.dtype]), dtype=dtypes[o.dtype])
+                for s, o in zip(shapes, spec.outputs, strict=True)]
         run_launcher(spec, plugin.attrs, ins, outs)
-        values.update(zip(node.output, outs))
+        values.update(zip(node.output, outs, strict=True))
         ran.append(node.op_type)
     return ran
 

@@ -98,7 +98,7 @@ def test_lowered_graph_computes_the_moe_reference(max_tokens, path, block_m, dty
     x = _inputs(N, H, E, I, dtype, seed=max_tokens)
     want = ref.naive_moe(*x, K, 1)
     ev = ReferenceEvaluator(lowered, new_ops=[_stage_runner(s) for s in STAGE_OPS.values()])
-    (got,) = ev.run(None, dict(zip(["x", "logits", "gate_up", "down"], (t.numpy() for t in x))))
+    (got,) = ev.run(None, dict(zip(["x", "logits", "gate_up", "down"], (t.numpy() for t in x), strict=True)))
     assert got.dtype == want.numpy().dtype and got.shape == (N, H)
     # fp32: the same products summed in the same order; fp16: the stages round `inter` to fp16 (as the kernels
     # and transformers do), naive_moe keeps it in fp32
@@ -121,7 +121,7 @@ def test_conditional_lowering_picks_the_sequence_by_the_token_count(N, branch):
     calls: list[str] = []
     ev = ReferenceEvaluator(lowered, new_ops=[_stage_runner(s, calls) for s in STAGE_OPS.values()])
     x = _inputs(N, H, E, I, torch.float32, seed=N)
-    (got,) = ev.run(None, dict(zip(["x", "logits", "gate_up", "down"], (t.numpy() for t in x))))
+    (got,) = ev.run(None, dict(zip(["x", "logits", "gate_up", "down"], (t.numpy() for t in x), strict=True)))
     want = ref.naive_moe(*x, K, 1)
     assert calls == (["MoEPairGateUp", "MoEPairDown"] if branch == "pairs" else
                      ["MoERoute", "MoEAlign", "MoEGateUp", "MoEDown"])
@@ -217,7 +217,8 @@ def test_stage_shapes_agree_across_tensorrt_onnx_inference_and_the_hand_derived_
     rng = np.random.default_rng(5)
     register_schemas()
     seen = set()
-    draws = [(n, e, int(rng.integers(1, e + 1))) for n, e in zip(rng.integers(1, 41, 6), rng.integers(2, 10, 6))]
+    draws = [(n, e, int(rng.integers(1, e + 1)))
+             for n, e in zip(rng.integers(1, 41, 6), rng.integers(2, 10, 6), strict=True)]
     # and: grouped with 16-row blocks (N*K <= 2E); grouped with fewer pairs than experts (min(E, P) = P); pairs
     draws += [(6, 9, 2), (5, 9, 1), (3, 5, 2)]
     for case, (N, E, K) in enumerate(draws):

@@ -65,7 +65,7 @@ def test_lowered_graph_computes_the_gated_delta_rule(min_tokens, T, branch):
     ev = ReferenceEvaluator(lowered, new_ops=[_stage_runner(s, calls) for s in (*STAGE_OPS.values(), GATED_DELTA_RULE)
                                               if s.stage_of in (None, "GatedDeltaRule")])
     x = _inputs(2, T, seed=T)
-    o, ht = ev.run(None, dict(zip([t.name for t in GATED_DELTA_RULE.inputs], (t.numpy() for t in x))))
+    o, ht = ev.run(None, dict(zip([t.name for t in GATED_DELTA_RULE.inputs], (t.numpy() for t in x), strict=True)))
     ro, rh = naive_gated_delta_rule(*x, DK**-0.5, 1)
     assert calls == (STAGES if branch == "stages" else ["GatedDeltaRule"])
     rel = lambda a, b: (torch.from_numpy(a) - b).abs().max() / b.abs().max()  # noqa: E731

@@ -246,7 +246,8 @@ def _launcher_call(r, tactic: str) -> dict:
     from deploykit.plugins.aot import recorded_launch
 
     spec = ALL_OPS[r["op"]]
-    inputs = [torch.zeros(d, dtype=TORCH[t]) for d, t in zip(r["inputs"], r["types"])]
+    types = r["types"][: len(r["inputs"])]  # "types" lists the inputs' then the outputs'
+    inputs = [torch.zeros(d, dtype=TORCH[t]) for d, t in zip(r["inputs"], types, strict=True)]
     attrs = [r["attrs"][a.name] for a in spec.attributes if a.name != "plugin_version"]
     attrs = [string_attribute(a) if isinstance(a, str) else a for a in attrs]
     if r["op"] == "GatedDeltaRule":
@@ -293,7 +294,8 @@ def test_tensors_are_declared_aligned_only_where_every_row_starts_on_16_bytes(br
     index are a multiple of 16, so that any offset TensorRT can hand a plugin keeps it (plugins/aot.py)."""
     for r in _launches(bridged[case]):
         dims = r["inputs"] + r["outputs"]
-        want = [i for i, (d, t) in enumerate(zip(dims, r["types"])) if math.prod(d[1:]) * ITEMSIZE[t] % 16 == 0]
+        want = [i for i, (d, t) in enumerate(zip(dims, r["types"], strict=True))
+                if math.prod(d[1:]) * ITEMSIZE[t] % 16 == 0]
         for got in r["tactics"].values():
             assert got["aligned"] == want, (case, r["op"], dims)
 
@@ -333,7 +335,7 @@ def test_builder_registers_either_kind_of_plugin_on_datacenter_tensorrt(tmp_path
     assert [(s["active"], s["creators"]) for s in result["steps"]] == want
     python_stamps, aot_stamps = result["stamps"]["python"], result["stamps"]["aot"]
     assert [p["name"] for p in aot_stamps] == list(PLUGIN_OPS)
-    assert all(a["sha256"] != p["sha256"] for a, p in zip(aot_stamps, python_stamps))  # different sources
+    assert all(a["sha256"] != p["sha256"] for a, p in zip(aot_stamps, python_stamps, strict=True))  # different sources
 
 
 def test_the_conditional_gdn_lowering_builds_both_branches_as_aot_plugins(bridged):

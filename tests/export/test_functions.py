@@ -29,7 +29,7 @@ def _single_node_model(spec, fn, attrs, shapes):
     graph = oh.make_graph(
         [node],
         spec.name,
-        [oh.make_tensor_value_info(t.name, dtype[t.dtype], s) for t, s in zip(spec.inputs, shapes)],
+        [oh.make_tensor_value_info(t.name, dtype[t.dtype], s) for t, s in zip(spec.inputs, shapes, strict=True)],
         [oh.make_tensor_value_info(t.name, dtype[t.dtype], [None] * len(t.dims)) for t in spec.outputs],
     )
     model = oh.make_model(
@@ -67,7 +67,7 @@ def test_gated_delta_rule_body_matches_naive(hk, hv, l2):
             torch.rand(b, t, hv, generator=gen),
             torch.randn(b, hv, dk, dv, generator=gen),
         )
-        out, state = sess.run(None, {s.name: a.numpy() for s, a in zip(GATED_DELTA_RULE.inputs, args)})
+        out, state = sess.run(None, {s.name: a.numpy() for s, a in zip(GATED_DELTA_RULE.inputs, args, strict=True)})
         ref_out, ref_state = naive_gated_delta_rule(*args, scale=scale, use_qk_l2norm=l2)
         np.testing.assert_allclose(out, ref_out.numpy(), atol=ATOL, rtol=0)
         np.testing.assert_allclose(state, ref_state.numpy(), atol=ATOL, rtol=0)
@@ -91,7 +91,7 @@ def test_moe_body_matches_naive(top_k, norm):
             torch.randn(e, 2 * i, h, generator=gen),
             torch.randn(e, h, i, generator=gen),
         )
-        (out,) = sess.run(None, {s.name: a.numpy() for s, a in zip(MOE.inputs, args)})
+        (out,) = sess.run(None, {s.name: a.numpy() for s, a in zip(MOE.inputs, args, strict=True)})
         np.testing.assert_allclose(
             out, naive_moe(*args, top_k=top_k, norm_topk_prob=norm).numpy(), atol=1e-5, rtol=1e-5
         )  # dense sum over E vs k-term loop: fp32 order
@@ -125,3 +125,15 @@ def _ctx():
     ctx.ir_version = onnx.IR_VERSION
     ctx.opset_imports = {"": OPSET, DOMAIN: 1}
     return ctx
+
+
+def test_schema_shape_inference_rejects_a_wrong_rank():
+    """A rank-3 initial_state: the other inputs still bind every symbol, so only the contract's rank check sees
+    it (a zip over its dims alone would pass it and infer the outputs as if it were right)."""
+    with pytest.raises(ValueError, match="GatedDeltaRule: input 'initial_state' must have rank 4"):
+        _single_node_model(
+            GATED_DELTA_RULE,
+            gated_delta_rule_function,
+            {"scale": 0.5},
+            [["B", "T", 2, 4], ["B", "T", 2, 4], ["B", "T", 4, 3], ["B", "T", 4], ["B", "T", 4], ["B", 4, 4]],
+        )

@@ -219,6 +219,6 @@ def test_split3_launches_are_the_specs_static_resources_reads(monkeypatch, scrat
     specs = gdn_split_aot_specs("bfloat16", 16, 32, 128, 128, 128**-0.5, 1, three=True, dot_precision="tf32",
                                 block_v=32, scan_warps=8, scratch16=scratch16)
     assert len(calls) == len(specs) == 3
-    for (kernel, _, args, kwargs), spec in zip(calls, specs):
+    for (kernel, _, args, kwargs), spec in zip(calls, specs, strict=True):
         _assert_same_spec(spec_of_launch(kernel, args, kwargs), spec, kernel)
     assert ("*bf16" if scratch16 else "*fp32") == specs[2].args["hs"] == specs[1].args["vn"] == specs[0].args["aqk"]

@@ -21,11 +21,11 @@ def _check_rule(name, inputs, attrs, outputs):
     act = next(t.dtype for t, s in zip(inputs, spec.inputs) if s.dtype == "T")
     shapes = spec.infer_shapes([tuple(t.shape) for t in inputs], attrs)
     dtypes = [getattr(torch, d) for d in spec.output_dtypes(str(act).removeprefix("torch."))]
-    assert [(tuple(o.shape), o.dtype) for o in outputs] == list(zip(shapes, dtypes)), name
+    assert [(tuple(o.shape), o.dtype) for o in outputs] == list(zip(shapes, dtypes, strict=True)), name
     # what the QDP registrations return (plugins/moe/qdp.py), on concrete shapes
     descs = contract_descriptors(spec, [_Desc(t.shape) for t in inputs], act, torch.float32,
                                  lambda shape, dtype: (tuple(shape), dtype), attrs, torch.int32)
-    assert list(descs) == list(zip(shapes, dtypes)), name
+    assert list(descs) == list(zip(shapes, dtypes, strict=True)), name
 
 
 class _Desc:

@@ -32,7 +32,7 @@ def run(model, ids: torch.Tensor, state, mask: torch.Tensor | None = None, start
 
 def state_past(model, state) -> int:
     names = model.state_names()
-    for n, s in zip(names, state):
+    for n, s in zip(names, state, strict=True):
         if n.endswith(".key"):
             return s.shape[2]
     return 0

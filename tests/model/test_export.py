@@ -13,7 +13,7 @@ def sample(model, B, T, P, seed=0):
     pos = (P + torch.arange(T))[None].expand(B, T).contiguous()
     mask = torch.ones(B, P + T, dtype=torch.long)
     state = tuple(torch.randn(s, generator=gen).to(dt) * 0.1
-                  for s, dt in zip(model.state_shapes(B, P), model.state_dtypes(torch.float32)))
+                  for s, dt in zip(model.state_shapes(B, P), model.state_dtypes(torch.float32), strict=True))
     return ids, pos, mask, state
 
 
@@ -40,7 +40,7 @@ def test_export_dynamic_and_run_other_sizes(tiny_checkpoint):
             ref_logits, ref_state = model(*args)
         assert got_logits.shape == (B, T, c.vocab_size)
         assert rel(got_logits, ref_logits) <= REL_TOL
-        for n, a, b in zip(model.state_names("present"), got_state, ref_state):
+        for n, a, b in zip(model.state_names("present"), got_state, ref_state, strict=True):
             assert a.shape == b.shape, n
             assert rel(a, b) <= REL_TOL, n
 
@@ -51,7 +51,7 @@ def test_state_layout_names_shapes_dtypes(tiny_checkpoint):
     names = model.state_names()
     assert names[:4] == ["past.0.conv", "past.0.recurrent", "past.1.key", "past.1.value"]
     assert model.state_names("present")[0] == "present.0.conv"
-    shapes = dict(zip(names, model.state_shapes(2, 5)))
+    shapes = dict(zip(names, model.state_shapes(2, 5), strict=True))
     assert shapes["past.0.conv"] == (2, 2 * 2 * 16 + 6 * 8, 3)  # C = 2*Hk*Dk + Hv*Dv, K-1 = 3
     assert shapes["past.0.recurrent"] == (2, 6, 16, 8)
     assert shapes["past.1.key"] == (2, 1, 5, 32)

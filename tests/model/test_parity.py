@@ -47,7 +47,7 @@ def test_state_continuity(tiny_checkpoint, name):
         logits, state = run(ours, ids[:, t:t + 1], state, start=t)
         steps.append(logits)
     assert rel(torch.cat(steps, 1), whole) <= REL_TOL
-    for a, b in zip(state, whole_state):
+    for a, b in zip(state, whole_state, strict=True):
         assert a.shape == b.shape and a.dtype == b.dtype
         assert rel(a, b) <= REL_TOL
 
@@ -111,7 +111,7 @@ def test_naive_op_backends_give_the_same_model(tiny_checkpoint, name, monkeypatc
     monkeypatch.setenv(registry.FORCE_NAIVE_ENV, "1")
     naive, naive_state = run(ours, ids, ours.empty_state(2))
     assert rel(naive, fast) <= REL_TOL
-    assert all(rel(a, b) <= REL_TOL for a, b in zip(naive_state, fast_state))
+    assert all(rel(a, b) <= REL_TOL for a, b in zip(naive_state, fast_state, strict=True))
 
 
 @pytest.mark.parametrize("name", ["dense", "moe"])

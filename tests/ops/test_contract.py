@@ -3,6 +3,7 @@
 import pytest
 
 from deploykit.ops.contract import (
+    ALL_OPS,
     MOE_ALIGN,
     MOE_DOWN,
     MOE_PAIR_GATE_UP,
@@ -28,6 +29,22 @@ def test_derived_dims_by_hand():
 def test_required_attribute_of_a_derived_dim_is_named():
     with pytest.raises(ValueError, match="'top_k' is required"):
         MOE_PAIR_GATE_UP.infer_shapes([(3, 8), (3, 6), (6, 10, 8)])
+
+
+@pytest.mark.parametrize("name", sorted(ALL_OPS))
+def test_a_missing_input_or_a_dim_too_few_is_named_not_inferred(name):
+    """Every op, every input: one dim dropped (the torch fake, ONNX and TensorRT all call infer_shapes), or the
+    last input left out. Dims are all 8 so that no symbol is left unbound and only the rank check can fail."""
+    op = ALL_OPS[name]
+    shapes = [(8,) * len(t.dims) for t in op.inputs]
+    attrs = {"top_k": 2}
+    assert len(op.infer_shapes(shapes, attrs)) == len(op.outputs)
+    for i, t in enumerate(op.inputs):
+        short = [*shapes[:i], shapes[i][:-1], *shapes[i + 1:]]
+        with pytest.raises(ValueError, match=f"{name}: input '{t.name}' must have rank {len(t.dims)} .* got shape"):
+            op.infer_shapes(short, attrs)
+    with pytest.raises(ValueError, match=f"{name}: expected {len(op.inputs)} inputs, got {len(op.inputs) - 1}"):
+        op.infer_shapes(shapes[:-1], attrs)
 
 
 def test_symbolic_arithmetic_goes_through_the_adapter():

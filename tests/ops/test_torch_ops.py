@@ -67,7 +67,7 @@ def test_gdn_op_equals_naive_reference_for_every_backend(monkeypatch):
     for backend in registry.backends("gated_delta_rule"):
         with registry.use("gated_delta_rule", backend):
             out = torch.ops.deploykit.gated_delta_rule(*args)
-        for a, b in zip(out, ref):
+        for a, b in zip(out, ref, strict=True):
             assert ((a - b).abs().max() / b.abs().max()) <= 1e-5
     monkeypatch.setenv(registry.FORCE_NAIVE_ENV, "1")
     assert registry.select("gated_delta_rule", *args[:6]).name == "naive"
@@ -106,7 +106,7 @@ def test_export_keeps_one_node_with_dynamic_shapes():
     other = tuple(a[:1] for a in other)  # B=1, T=9
     got = ep.module()(*other)
     ref = _GDN()(*other)
-    assert all(torch.equal(a, b) for a, b in zip(got, ref))
+    assert all(torch.equal(a, b) for a, b in zip(got, ref, strict=True))
 
 
 def test_docs_contract_section_is_generated_from_contract():
