@@ -226,7 +226,7 @@ def contract_descriptors(spec, inputs: list, act_dtype, fp32_dtype, from_shape_e
     output dims are fake dims too and nothing is computed: tensorrt.plugin 10.x keeps the IExprBuilder of the
     previous shape call in that pass, and a constant built on it crashes the process (seen with 10.10 and 10.13
     in tests/builder/test_qdp.py)."""
-    dims = [tuple(d.shape_expr[a] for a in range(len(d.shape_expr))) for d in inputs]  # infer_shapes checks ranks
+    dims = [tuple(d.shape_expr) for d in inputs]  # each with its own rank: infer_shapes checks them
     fake = dims[0][0]
     if getattr(fake, "is_fake", False):
         shapes = [(fake,) * len(o.dims) for o in spec.outputs]
@@ -331,15 +331,16 @@ def qwen35_specs(dtype: str = "bfloat16") -> dict[str, KernelSpec]:
     from deploykit.plugins.moe.launch import moe_aot_specs, moe_stage_aot_spec
 
     gdn = dict(dtype=dtype, HK=16, HV=32, K=128, V=128, scale=128**-0.5, use_qk_l2norm=1)
+    split, split3 = gdn_split_aot_specs(**gdn), gdn_split_aot_specs(three=True, **gdn)
     specs = {
         "gdn_decode": gdn_aot_spec(chunked=False, **gdn),
         "gdn_chunk": gdn_aot_spec(chunked=True, **gdn),
         "gdn_chunk_blocked": gdn_aot_spec(chunked=True, solve="blocked", **gdn),
         "gdn_chunk16": gdn_aot_spec(chunked=True, chunk_size=16, block_v=32, **gdn),  # QDP tactic 4
-        "gdn_split_prep": gdn_split_aot_specs(**gdn)[0],
-        "gdn_split_scan": gdn_split_aot_specs(**gdn)[1],
-        "gdn_split3_states": gdn_split_aot_specs(three=True, **gdn)[1],
-        "gdn_split3_out": gdn_split_aot_specs(three=True, **gdn)[2],
+        "gdn_split_prep": split[0],
+        "gdn_split_scan": split[1],
+        "gdn_split3_states": split3[1],
+        "gdn_split3_out": split3[2],
         # split3 with its output side's scratch in bf16 (a benchmark candidate of the JIT launcher, no plugin)
         **{f"gdn_split3_{stage}16": spec for stage, spec in
            zip(("prep", "states", "out"), gdn_split_aot_specs(three=True, scratch16=True, **gdn), strict=True)},
