@@ -88,6 +88,16 @@ def test_wrong_plugin_version_is_rejected():
         torch.ops.deploykit.causal_conv1d(*args)
 
 
+@pytest.mark.parametrize("name", list(OPS))
+def test_empty_outputs_refuses_a_wrong_input_count_with_the_contract_error(name):
+    # Every input but the last, then none: the contract's count error, not a StopIteration or IndexError.
+    spec = OPS[name]
+    tensors = tuple(a for a in sample_args(name) if isinstance(a, torch.Tensor))
+    for short in (tensors[:-1], ()):
+        with pytest.raises(ValueError, match=f"expected {len(spec.inputs)} inputs, got {len(short)}"):
+            torch_ops.empty_outputs(spec, short)
+
+
 class _GDN(torch.nn.Module):
     def forward(self, q, k, v, g, beta, h0):
         return torch.ops.deploykit.gated_delta_rule(q, k, v, g, beta, h0, 0.125, 1, "1")
