@@ -33,7 +33,7 @@ registry.register("moe", "grouped", grouped_moe, priority=10)
 def empty_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None = None) -> list[Tensor]:
     """Uninitialised outputs shaped by the contract's shape rule (derived dims read `attrs`), on the first
     input's device; 'T' dtype = the first 'T'-typed input's dtype. The fake implementations return them; the
-    stage launchers (plugins/moe/launch.py) fill them."""
+    stage launchers (plugins/moe/launch.py, plugins/gated_delta_net/launch.py) fill them."""
     shapes = spec.infer_shapes([tuple(t.shape) for t in tensors], attrs)  # checks the count and ranks first
     act = next(t.dtype for t, s in zip(tensors, spec.inputs, strict=True) if s.dtype == "T")
     dtypes = spec.output_dtypes(str(act).removeprefix("torch."))
