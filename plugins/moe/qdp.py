@@ -11,8 +11,8 @@ Model dims (E, H, I) and the attributes must be build-time constants; N is dynam
 """
 
 # No `from __future__ import annotations`: tensorrt.plugin reads these annotations as real types
-# (TensorDesc vs attribute types), and it matches typing.Tuple/List as its own samples write them.
-from typing import List, Tuple  # noqa: UP035
+# (TensorDesc vs attribute types), and it matches typing.Tuple as its own samples write them.
+from typing import Tuple  # noqa: UP035
 
 from deploykit.plugins.aot import (
     aot_impl_return_type,
