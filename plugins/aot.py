@@ -306,7 +306,7 @@ def stage_descriptors(trt, trtp, spec, inputs: list, attrs: dict | None = None) 
     derived dims, dtype 'T' from the first activation input."""
     from deploykit.ops.contract import OperatorArith
 
-    act = next(d.dtype for d, t in zip(inputs, spec.inputs) if t.dtype == "T")
+    act = inputs[spec.activation_input].dtype
     arith = OperatorArith(cdiv=trtp.cdiv, min=trtp.min, const=trtp.ShapeExpr)
     return contract_descriptors(spec, inputs, act, trt.float32, trtp.from_shape_expr, attrs, trt.int32, arith)
 

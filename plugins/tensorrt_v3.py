@@ -61,8 +61,7 @@ def plugin_fields(spec: OpSpec) -> tuple[AttributeSpec, ...]:
 
 def output_type_names(spec: OpSpec, input_types: list[str]) -> list[str]:
     """Output TensorRT dtype names from input dtype names: 'T' copies the first 'T' input (contract rule)."""
-    first_t = next(i for i, t in enumerate(spec.inputs) if t.dtype == "T")
-    act = input_types[first_t]
+    act = input_types[spec.activation_input]
     return [act if o.dtype == "T" else _FIXED_TRT_TYPES[o.dtype] for o in spec.outputs]
 
 
@@ -72,7 +71,7 @@ def supports_type(spec: OpSpec, pos: int, type_names: list[str]) -> bool:
     want = tensors[pos].dtype
     if want in _FIXED_TRT_TYPES:
         return type_names[pos] == _FIXED_TRT_TYPES[want]
-    first_t = next(i for i, t in enumerate(tensors) if t.dtype == "T")
+    first_t = spec.activation_input  # an input, and inputs come first in `tensors`
     if pos == first_t:
         return type_names[pos] in ACTIVATION_TRT_TYPES
     return type_names[pos] == type_names[first_t]

@@ -84,7 +84,7 @@ def _node_int_attributes(spec: OpSpec, ctx) -> dict[str, int]:
 
 def _inference_function(spec: OpSpec):
     """Output dtype from the contract ('T' copies the first 'T' input) and shape from `infer_shapes`."""
-    first_t = next(i for i, t in enumerate(spec.inputs) if t.dtype == "T")
+    first_t = spec.activation_input
 
     def infer(ctx) -> None:
         in_types = [

@@ -177,6 +177,12 @@ class OpSpec(BaseModel):
     def plugin_version(self) -> str:
         return str(self.version)
 
+    @property
+    def activation_input(self) -> int:
+        """The input whose dtype every 'T' tensor takes: the first 'T'-typed one (the torch fake, ONNX schema,
+        TensorRT plugins and stage launchers all read it here)."""
+        return next(i for i, t in enumerate(self.inputs) if t.dtype == "T")
+
     def output_dtypes(self, activation_dtype: str) -> list[str]:
         return [activation_dtype if o.dtype == "T" else o.dtype for o in self.outputs]
 

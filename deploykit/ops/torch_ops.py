@@ -35,7 +35,7 @@ def empty_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None 
     input's device; 'T' dtype = the first 'T'-typed input's dtype. The fake implementations return them; the
     stage launchers (plugins/moe/launch.py, plugins/gated_delta_net/launch.py) fill them."""
     shapes = spec.infer_shapes([tuple(t.shape) for t in tensors], attrs)  # checks the count and ranks first
-    act = next(t.dtype for t, s in zip(tensors, spec.inputs, strict=True) if s.dtype == "T")
+    act = tensors[spec.activation_input].dtype
     dtypes = spec.output_dtypes(str(act).removeprefix("torch."))
     return [tensors[0].new_empty(shape, dtype=getattr(torch, dt)) for shape, dt in zip(shapes, dtypes, strict=True)]
 
