@@ -40,6 +40,14 @@ def empty_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None 
     return [tensors[0].new_empty(shape, dtype=getattr(torch, dt)) for shape, dt in zip(shapes, dtypes, strict=True)]
 
 
+def launch_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None = None) -> list[Tensor]:
+    """empty_outputs after every symbol is bound from the concrete input shapes: a stage launcher's kernel
+    trusts its dims, so one that disagrees between two inputs (hidden's H against gate_up's H) must be a
+    ValueError naming both, not a read past a buffer's end. Fakes skip this: their dims may be symbolic."""
+    spec.check_shapes([tuple(t.shape) for t in tensors])
+    return empty_outputs(spec, tensors, attrs)
+
+
 def _check_version(spec: OpSpec, plugin_version: str) -> None:
     if plugin_version != spec.plugin_version:
         raise ValueError(f"{spec.name}: plugin_version {plugin_version!r} is not the contract's "

@@ -12,7 +12,7 @@ import torch
 import triton
 
 from deploykit.ops.contract import GATED_DELTA_OUT, GATED_DELTA_PREP, GATED_DELTA_STATES, GDN_CHUNK
-from deploykit.ops.torch_ops import empty_outputs
+from deploykit.ops.torch_ops import launch_outputs
 
 from .kernels import (
     causal_conv1d_kernel,
@@ -223,10 +223,9 @@ def _stage_common(q_or_k, HV: int, V: int, scale: float, use_qk_l2norm: int) -> 
 def gated_delta_prep_fwd(q, k, v, g, beta, scale: float, use_qk_l2norm: int = 1, *, dot_precision: str = "ieee",
                          solve: str = "rows", num_warps: int = PREP_WARPS):
     """GatedDeltaPrep: (w, u, aqk, gcs), fp32 [B,Hv,NT,64,...]; one program per chunk and value head."""
-    GATED_DELTA_PREP.check_shapes([tuple(x.shape) for x in (q, k, v, g, beta)])
+    w, u, aqk, gcs = launch_outputs(GATED_DELTA_PREP, (q, k, v, g, beta))
     T, HV, V = q.shape[1], *v.shape[2:]
     common = _stage_common(q, HV, V, scale, use_qk_l2norm)
-    w, u, aqk, gcs = empty_outputs(GATED_DELTA_PREP, (q, k, v, g, beta))
     if T:
         _prep(*(x.contiguous() for x in (q, k, v, g, beta)), T, w, u, aqk, gcs, dot_precision, solve, num_warps,
               common)
@@ -237,12 +236,11 @@ def gated_delta_states_fwd(k, w, u, gcs, initial_state, use_qk_l2norm: int = 1, 
                            block_v: int | None = None, num_warps: int = 4):
     """GatedDeltaStates: (hs [B,Hv,NT,Dk,Dv], vn [B,Hv,NT,64,Dv], final_state [B,Hv,Dk,Dv]), fp32; one program
     per state tile, sequential over the chunks."""
-    GATED_DELTA_STATES.check_shapes([tuple(x.shape) for x in (k, w, u, gcs, initial_state)])
+    hs, vn, ht = launch_outputs(GATED_DELTA_STATES, (k, w, u, gcs, initial_state))
     B, T, HV, V = k.shape[0], k.shape[1], w.shape[1], u.shape[-1]
     common = _stage_common(k, HV, V, 1.0, use_qk_l2norm)
     if w.shape[2] != triton.cdiv(T, CHUNK):
         raise ValueError(f"GatedDeltaStates: w has {w.shape[2]} chunks, {T} tokens need {triton.cdiv(T, CHUNK)}")
-    hs, vn, ht = empty_outputs(GATED_DELTA_STATES, (k, w, u, gcs, initial_state))
     h0 = initial_state.to(torch.float32).contiguous()
     if not T:
         return hs, vn, ht.copy_(h0)
@@ -254,10 +252,9 @@ def gated_delta_states_fwd(k, w, u, gcs, initial_state, use_qk_l2norm: int = 1, 
 
 def gated_delta_out_fwd(q, hs, vn, aqk, gcs, scale: float, use_qk_l2norm: int = 1, *, dot_precision: str = "ieee"):
     """GatedDeltaOut: output [B,T,Hv,Dv] in q's dtype; one program per chunk, value tile and value head."""
-    GATED_DELTA_OUT.check_shapes([tuple(x.shape) for x in (q, hs, vn, aqk, gcs)])
+    (o,) = launch_outputs(GATED_DELTA_OUT, (q, hs, vn, aqk, gcs))
     T, HV, V = q.shape[1], hs.shape[1], hs.shape[-1]
     common = _stage_common(q, HV, V, scale, use_qk_l2norm)
-    (o,) = empty_outputs(GATED_DELTA_OUT, (q, hs, vn, aqk, gcs))
     if T:
         _out(*(x.contiguous() for x in (q, hs, vn, aqk, gcs)), T, o, dot_precision, common)
     return o

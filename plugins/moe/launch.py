@@ -20,7 +20,7 @@ from deploykit.ops.contract import (
     MOE_PAIR_GATE_UP,
     MOE_ROUTE,
 )
-from deploykit.ops.torch_ops import empty_outputs
+from deploykit.ops.torch_ops import launch_outputs
 
 from .kernels import (
     moe_align_kernel,
@@ -72,8 +72,31 @@ def _check(hidden, router_logits, gate_up, down, top_k) -> None:
             f"MoE: bad shapes hidden{list(hidden.shape)} router_logits{list(router_logits.shape)} "
             f"gate_up{list(gate_up.shape)} down{list(down.shape)}"
         )
+    _check_top_k("MoE", top_k, E)
+
+
+# What the contract's dims cannot say and a stage kernel relies on (launch_outputs checks the dims themselves).
+
+
+def _check_top_k(op: str, top_k: int, E: int) -> None:
     if not 1 <= top_k <= E:
-        raise ValueError(f"MoE: top_k={top_k} must be in [1, {E}]")
+        raise ValueError(f"{op}: top_k={top_k} must be in [1, {E}] (the expert count E)")
+
+
+def _check_slots(op: str, slot_pair, block_expert, block_m: int) -> None:
+    """Each GEMM program multiplies the block_m slots of one block: block_m is a tl.dot tile's M (>= 16; the
+    alignment alone does not care), and S must be NB * block_m, as MoEAlign makes them."""
+    if block_m < 16 or block_m % 16:
+        raise ValueError(f"{op}: block_m={block_m} must be a multiple of 16 (the smallest tensor-core tile)")
+    S, NB = slot_pair.numel(), block_expert.numel()
+    if S != NB * block_m:
+        raise ValueError(f"{op}: slot_pair has {S} slots, {NB} blocks of {block_m} need {NB * block_m}; "
+                         "pass MoEAlign's two outputs and the block_m it was given")
+
+
+def _check_gate_up(op: str, gate_up) -> None:
+    if gate_up.shape[1] % 2:
+        raise ValueError(f"{op}: gate_up has I2={gate_up.shape[1]} rows, not [gate; up] (an even count, 2 I)")
 
 
 def _dot_mode(dtype: torch.dtype) -> tuple[str, bool]:
@@ -89,8 +112,9 @@ def _dot_mode(dtype: torch.dtype) -> tuple[str, bool]:
 
 def moe_route_fwd(router_logits: torch.Tensor, top_k: int, norm_topk_prob: int = 1):
     """MoERoute: (topk_ids [N,K] int32, topk_weights [N,K] fp32), like deploykit.ops.moe.naive_moe_route."""
+    ids, w = launch_outputs(MOE_ROUTE, (router_logits,), {"top_k": top_k})
     N, E = router_logits.shape
-    ids, w = empty_outputs(MOE_ROUTE, (router_logits,), {"top_k": top_k})
+    _check_top_k("MoERoute", top_k, E)
     if N:
         moe_route_kernel[(N,)](
             router_logits.contiguous(),
@@ -104,9 +128,9 @@ def moe_route_fwd(router_logits: torch.Tensor, top_k: int, norm_topk_prob: int =
 def moe_align_fwd(router_logits: torch.Tensor, topk_ids: torch.Tensor, block_m: int = 16):
     """MoEAlign: (slot_pair [NB*block_m] int32, block_expert [NB] int32), pairs grouped by expert (stable),
     groups padded to block_m. router_logits gives E only."""
-    E, P = router_logits.shape[1], topk_ids.numel()
     # the kernel writes every slot; NB is the contract's bound cdiv(P, block_m) + min(E, P)
-    slot_pair, block_expert = empty_outputs(MOE_ALIGN, (router_logits, topk_ids), {"block_m": block_m})
+    slot_pair, block_expert = launch_outputs(MOE_ALIGN, (router_logits, topk_ids), {"block_m": block_m})
+    E, P = router_logits.shape[1], topk_ids.numel()
     nb_max = block_expert.numel()
     moe_align_kernel[(1,)](
         router_logits,
@@ -126,11 +150,13 @@ def moe_align_fwd(router_logits: torch.Tensor, topk_ids: torch.Tensor, block_m: 
 
 def moe_gate_up_fwd(hidden, gate_up, slot_pair, block_expert, top_k: int, block_m: int = 16, *, tiles=None):
     """MoEGateUp: inter [S,I] in hidden's dtype (blocks of expert E, i.e. unused, are not written)."""
+    (inter,) = launch_outputs(MOE_GATE_UP, (hidden, gate_up, slot_pair, block_expert), {"top_k": top_k})
+    _check_gate_up("MoEGateUp", gate_up)
+    _check_slots("MoEGateUp", slot_pair, block_expert, block_m)
     H, (E, I2, _) = hidden.shape[1], gate_up.shape
     I, nb = I2 // 2, block_expert.numel()
     t = tiles or grouped_tiles(block_m)
     dot, upcast = _dot_mode(hidden.dtype)
-    (inter,) = empty_outputs(MOE_GATE_UP, (hidden, gate_up, slot_pair, block_expert), {"top_k": top_k})
     moe_gate_up_kernel[(nb, triton.cdiv(I, t["BN_GU"]))](
         hidden.contiguous(),
         gate_up.contiguous(),
@@ -154,10 +180,11 @@ def moe_gate_up_fwd(hidden, gate_up, slot_pair, block_expert, top_k: int, block_
 
 def moe_down_fwd(inter, down, slot_pair, block_expert, topk_weights, block_m: int = 16, *, tiles=None):
     """MoEDown: pair_out [N,K,H] fp32, each pair's weighted expert output in token order."""
+    (y,) = launch_outputs(MOE_DOWN, (inter, down, slot_pair, block_expert, topk_weights))
+    _check_slots("MoEDown", slot_pair, block_expert, block_m)
     (E, H, I), (N, K) = down.shape, topk_weights.shape
     t = tiles or grouped_tiles(block_m)
     dot, upcast = _dot_mode(inter.dtype)
-    (y,) = empty_outputs(MOE_DOWN, (inter, down, slot_pair, block_expert, topk_weights))
     moe_down_kernel[(block_expert.numel(), triton.cdiv(H, t["BN_DOWN"]))](
         inter.contiguous(),
         down.contiguous(),
@@ -181,10 +208,12 @@ def moe_down_fwd(inter, down, slot_pair, block_expert, topk_weights, block_m: in
 
 def moe_pair_gate_up_fwd(hidden, router_logits, gate_up, top_k: int, norm_topk_prob: int = 1, *, tiles=None):
     """MoEPairGateUp: (inter [N,K,I] in hidden's dtype, topk_ids [N,K] int32, topk_weights [N,K] fp32)."""
+    inter, ids, w = launch_outputs(MOE_PAIR_GATE_UP, (hidden, router_logits, gate_up), {"top_k": top_k})
+    _check_gate_up("MoEPairGateUp", gate_up)
     (N, H), (E, I2, _) = hidden.shape, gate_up.shape
+    _check_top_k("MoEPairGateUp", top_k, E)
     I = I2 // 2
     t = tiles or pair_tiles(H, I)
-    inter, ids, w = empty_outputs(MOE_PAIR_GATE_UP, (hidden, router_logits, gate_up), {"top_k": top_k})
     if N:
         moe_pair_gate_up_kernel[(N * top_k, triton.cdiv(I, t["BN_GU"]))](
             hidden.contiguous(),
@@ -205,9 +234,9 @@ def moe_pair_gate_up_fwd(hidden, router_logits, gate_up, top_k: int, norm_topk_p
 
 def moe_pair_down_fwd(inter, down, topk_ids, topk_weights, *, tiles=None):
     """MoEPairDown: output [N,H] in inter's dtype."""
+    (out,) = launch_outputs(MOE_PAIR_DOWN, (inter, down, topk_ids, topk_weights))
     (N, K, I), H = inter.shape, down.shape[1]
     t = tiles or pair_tiles(H, I)
-    (out,) = empty_outputs(MOE_PAIR_DOWN, (inter, down, topk_ids, topk_weights))
     if N:
         moe_token_down_kernel[(N, triton.cdiv(H, t["BN_DOWN"]))](
             inter.contiguous(), down.contiguous(), topk_ids.contiguous(), topk_weights.contiguous(), out,

@@ -127,3 +127,37 @@ def test_stage_kernel_arguments_are_in_the_qdp_order(name):
     assert types[:n_in] == [ptr[t.dtype] for t in op.inputs]
     assert types[len(types) - n_out:] == [ptr[t.dtype] for t in op.outputs]
     assert set(types[n_in:len(types) - n_out]) <= {"i32"}  # the runtime scalars between them
+
+
+def _bad_stage_inputs():
+    """One wrong input per case, with the message the launcher must give before any kernel runs. Every
+    expectation is derived by hand from the contract's dims: N=3 tokens, H=32, E=4 experts, I=16, k=2,
+    block_m=16, so MoEAlign's bound is NB = cdiv(6, 16) + min(4, 6) = 5 blocks, S = 80 slots."""
+    N, H, E, I, k, bm = 3, 32, 4, 16, 2, 16  # noqa: E741 (contract symbol I)
+    hidden, logits, gate_up, down = make(N, H, E, I, torch.float32, seed=5)
+    ids, w = torch.zeros(N, k, dtype=torch.int32), torch.full((N, k), 0.5)
+    slots, blocks = torch.full((5 * bm,), N * k, dtype=torch.int32), torch.full((5,), E, dtype=torch.int32)
+    a = {"top_k": k, "norm_topk_prob": 1, "block_m": bm}
+    return [
+        ("MoERoute", [logits], {**a, "top_k": E + 1}, r"top_k=5 must be in \[1, 4\]"),
+        ("MoEAlign", [logits, ids[:-1]], a, "input 'topk_ids' has N=2, but an earlier input has N=3"),
+        ("MoEGateUp", [hidden, gate_up, slots, blocks], {**a, "block_m": 8}, "block_m=8 must be a multiple of 16"),
+        ("MoEGateUp", [hidden, gate_up[:, :, :-1], slots, blocks], a, "input 'gate_up' has H=31"),
+        ("MoEGateUp", [hidden, gate_up, slots[:-1], blocks], a, "slot_pair has 79 slots, 5 blocks of 16 need 80"),
+        ("MoEGateUp", [hidden, gate_up[:, :-1], slots, blocks], a, "gate_up has I2=31 rows"),
+        ("MoEDown", [torch.zeros(80, I), down[:, :, :-1], slots, blocks, w], a, "input 'down' has I=15"),
+        ("MoEDown", [torch.zeros(80, I), down, slots, blocks[:-1], w], a, "slot_pair has 80 slots, 4 blocks"),
+        ("MoEPairGateUp", [hidden, logits[:-1], gate_up], a, "input 'router_logits' has N=2"),
+        ("MoEPairGateUp", [hidden, logits, gate_up], {**a, "top_k": 0}, r"top_k=0 must be in \[1, 4\]"),
+        ("MoEPairDown", [torch.zeros(N, k, I), down, ids, w[:, :-1]], {}, "input 'topk_weights' has K=1"),
+    ]
+
+
+@pytest.mark.parametrize("name,inputs,attrs,message", _bad_stage_inputs(),
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(_bad_stage_inputs())])
+def test_stage_launchers_refuse_inconsistent_inputs(name, inputs, attrs, message):
+    """A kernel launched with dims that disagree would read past a buffer's end (on a GPU: garbage or an
+    illegal address, no error), so each launcher checks them first, as the GDN stage launchers do."""
+    order = [a.name for a in STAGE_OPS[name].attributes if a.name != "plugin_version"]
+    with pytest.raises(ValueError, match=f"^{name}: .*{message}"):
+        launcher(name)(*inputs, *(attrs[a] for a in order))
