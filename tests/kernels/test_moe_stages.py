@@ -138,7 +138,7 @@ def _bad_stage_inputs():
     ids, w = torch.zeros(N, k, dtype=torch.int32), torch.full((N, k), 0.5)
     slots, blocks = torch.full((5 * bm,), N * k, dtype=torch.int32), torch.full((5,), E, dtype=torch.int32)
     a = {"top_k": k, "norm_topk_prob": 1, "block_m": bm}
-    return [
+    cases = [
         ("MoERoute", [logits], {**a, "top_k": E + 1}, r"top_k=5 must be in \[1, 4\]"),
         ("MoEAlign", [logits, ids[:-1]], a, "input 'topk_ids' has N=2, but an earlier input has N=3"),
         ("MoEGateUp", [hidden, gate_up, slots, blocks], {**a, "block_m": 8}, "block_m=8 must be a multiple of 16"),
@@ -151,10 +151,10 @@ def _bad_stage_inputs():
         ("MoEPairGateUp", [hidden, logits, gate_up], {**a, "top_k": 0}, r"top_k=0 must be in \[1, 4\]"),
         ("MoEPairDown", [torch.zeros(N, k, I), down, ids, w[:, :-1]], {}, "input 'topk_weights' has K=1"),
     ]
+    return [pytest.param(*c, id=f"{c[0]}-{i}") for i, c in enumerate(cases)]
 
 
-@pytest.mark.parametrize("name,inputs,attrs,message", _bad_stage_inputs(),
-                         ids=[f"{c[0]}-{i}" for i, c in enumerate(_bad_stage_inputs())])
+@pytest.mark.parametrize("name,inputs,attrs,message", _bad_stage_inputs())
 def test_stage_launchers_refuse_inconsistent_inputs(name, inputs, attrs, message):
     """A kernel launched with dims that disagree would read past a buffer's end (on a GPU: garbage or an
     illegal address, no error), so each launcher checks them first, as the GDN stage launchers do."""
