@@ -27,7 +27,6 @@ from deploykit.ops.contract import DOMAIN, PLUGIN_OPS, AttributeSpec, OpSpec
 NAMESPACE = DOMAIN  # the exporter writes plugin_namespace="deploykit" on every node (export/schemas.py)
 NOT_FIELDS = ("plugin_version",)  # read by the ONNX parser itself, not a plugin field
 
-ACTIVATION_TRT_TYPES = ("FLOAT", "HALF", "BF16")  # contract ACTIVATION_DTYPES in TensorRT's DataType names
 _TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32"}  # every contract dtype
 _FIXED_TRT_TYPES = {"float32": "FLOAT", "int32": "INT32"}  # contract dtypes that do not follow 'T'
 _DIM_OPS = {"add": "SUM", "sub": "SUB", "mul": "PROD", "floordiv": "FLOOR_DIV", "cdiv": "CEIL_DIV", "min": "MIN"}
@@ -66,15 +65,10 @@ def output_type_names(spec: OpSpec, input_types: list[str]) -> list[str]:
 
 
 def supports_type(spec: OpSpec, pos: int, type_names: list[str]) -> bool:
-    """Whether position `pos` (inputs then outputs) may have dtype type_names[pos], given the earlier ones."""
-    tensors = (*spec.inputs, *spec.outputs)
-    want = tensors[pos].dtype
-    if want in _FIXED_TRT_TYPES:
-        return type_names[pos] == _FIXED_TRT_TYPES[want]
-    first_t = spec.activation_input  # an input, and inputs come first in `tensors`
-    if pos == first_t:
-        return type_names[pos] in ACTIVATION_TRT_TYPES
-    return type_names[pos] == type_names[first_t]
+    """Whether position `pos` (inputs then outputs) may have dtype type_names[pos], given the earlier ones: the
+    contract's `accepts_dtype` on TensorRT's names (one it has no contract name for, e.g. INT8, is refused)."""
+    names = [_TRT_TO_TORCH.get(n) for n in type_names[: pos + 1]]
+    return names[pos] is not None and spec.accepts_dtype(pos, names)
 
 
 class ExprArith:

@@ -186,6 +186,29 @@ class OpSpec(BaseModel):
     def output_dtypes(self, activation_dtype: str) -> list[str]:
         return [activation_dtype if o.dtype == "T" else o.dtype for o in self.outputs]
 
+    def accepts_dtype(self, pos: int, dtypes: list[str]) -> bool:
+        """Whether tensor `pos` (inputs, then outputs) may have dtypes[pos] given the earlier ones: THE dtype
+        rule, read by TensorRT's format negotiation (plugins/tensorrt_v3.py) and the stage launchers alike. A
+        fixed dtype is exact; the first 'T' input picks one of ACTIVATION_DTYPES and every other 'T' follows it."""
+        want = (*self.inputs, *self.outputs)[pos].dtype
+        if want != "T":
+            return dtypes[pos] == want
+        first_t = self.activation_input  # an input, so earlier than every output
+        if pos == first_t:
+            return dtypes[pos] in ACTIVATION_DTYPES
+        return dtypes[pos] == dtypes[first_t]
+
+    def check_dtypes(self, input_dtypes: list[str]) -> None:
+        """The inputs' dtypes against the contract; raises ValueError naming the first wrong one. A kernel reads
+        each pointer as the contract's dtype, so int64 expert ids or bf16 scratch would be read as garbage."""
+        for pos, spec in enumerate(self.inputs):
+            if not self.accepts_dtype(pos, input_dtypes):
+                first_t = self.activation_input
+                want = (f"one of {', '.join(ACTIVATION_DTYPES)}" if pos == first_t
+                        else f"{input_dtypes[first_t]}, as '{self.inputs[first_t].name}'" if spec.dtype == "T"
+                        else spec.dtype)
+                raise ValueError(f"{self.name}: input '{spec.name}' must be {want}, got {input_dtypes[pos]}")
+
     def int_attributes(self, attrs: dict[str, Any] | None = None) -> dict[str, int]:
         """The int attributes a derived dim may read: given values over contract defaults."""
         given = attrs or {}

@@ -112,7 +112,7 @@ def gated_delta_rule_fwd(
     B, T, HK, K = q.shape
     HV, V = v.shape[2], v.shape[3]
     q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
-    h0 = initial_state.to(torch.float32).contiguous()
+    h0 = initial_state.contiguous()  # fp32: launch_outputs checked every dtype
     o, ht = out if out is not None else (torch.empty_like(v), torch.empty_like(h0))
     for buf, like, name in ((o, v, "output"), (ht, h0, "final_state")):
         if buf.shape != like.shape or buf.dtype != like.dtype or not buf.is_contiguous():
@@ -241,7 +241,7 @@ def gated_delta_states_fwd(k, w, u, gcs, initial_state, use_qk_l2norm: int = 1, 
     common = _stage_common(k, HV, V, 1.0, use_qk_l2norm)
     if w.shape[2] != triton.cdiv(T, CHUNK):
         raise ValueError(f"GatedDeltaStates: w has {w.shape[2]} chunks, {T} tokens need {triton.cdiv(T, CHUNK)}")
-    h0 = initial_state.to(torch.float32).contiguous()
+    h0 = initial_state.contiguous()  # fp32: launch_outputs checked every dtype
     if not T:
         return hs, vn, ht.copy_(h0)
     BVS = block_v or gdn_tiles(common["K"], V, B, HV, chunked=True)[1]

@@ -82,3 +82,19 @@ def test_dims_that_are_not_powers_of_two_are_refused():
     q, k, v, g, beta, _ = make(1, 8, 1, 2, 24, 16, torch.float32)
     with pytest.raises(ValueError, match="powers of two"):
         launcher("GatedDeltaPrep")(q, k, v, g, beta, 24**-0.5, 1)
+
+
+@pytest.mark.parametrize("case", ["bf16_w", "bf16_state", "mixed_activation"])
+def test_dtypes_outside_the_contract_are_refused(case):
+    """The scan reads w, u and the state as fp32 (contract v1: split3's fp32 scratch): a 16-bit one is refused,
+    not read as garbage; so is a k that is not q's dtype (TensorRT's format negotiation refuses the same)."""
+    q, k, v, g, beta, h0 = make(1, 8, 1, 2, 16, 16, torch.float32)
+    w, u, aqk, gcs = launcher("GatedDeltaPrep")(q, k, v, g, beta, 16**-0.5, 1)
+    if case == "mixed_activation":
+        with pytest.raises(ValueError, match="^GatedDeltaPrep: input 'k' must be float32, as 'q', got bfloat16$"):
+            launcher("GatedDeltaPrep")(q, k.bfloat16(), v, g, beta, 16**-0.5, 1)
+        return
+    w, h0 = (w.bfloat16(), h0) if case == "bf16_w" else (w, h0.bfloat16())
+    name = "w" if case == "bf16_w" else "initial_state"
+    with pytest.raises(ValueError, match=f"^GatedDeltaStates: input '{name}' must be float32, got bfloat16$"):
+        launcher("GatedDeltaStates")(k, w, u, gcs, h0, 1)

@@ -150,6 +150,13 @@ def _bad_stage_inputs():
         ("MoEPairGateUp", [hidden, logits[:-1], gate_up], a, "input 'router_logits' has N=2"),
         ("MoEPairGateUp", [hidden, logits, gate_up], {**a, "top_k": 0}, r"top_k=0 must be in \[1, 4\]"),
         ("MoEPairDown", [torch.zeros(N, k, I), down, ids, w[:, :-1]], {}, "input 'topk_weights' has K=1"),
+        # dtypes (the contract's; a kernel reads each pointer as that): int64 is what torch.topk returns
+        ("MoEAlign", [logits, ids.long()], a, "input 'topk_ids' must be int32, got int64"),
+        ("MoEGateUp", [hidden, gate_up.bfloat16(), slots, blocks], a,
+         "input 'gate_up' must be float32, as 'hidden', got bfloat16"),
+        ("MoEDown", [torch.zeros(80, I), down, slots.long(), blocks, w], a, "input 'slot_pair' must be int32"),
+        ("MoEPairDown", [torch.zeros(N, k, I), down, ids, w.half()], {}, "'topk_weights' must be float32, got float16"),
+        ("MoERoute", [logits.to(torch.float64)], a, "'router_logits' must be one of float32, float16, bfloat16"),
     ]
     return [pytest.param(*c, id=f"{c[0]}-{i}") for i, c in enumerate(cases)]
 
@@ -157,7 +164,8 @@ def _bad_stage_inputs():
 @pytest.mark.parametrize("name,inputs,attrs,message", _bad_stage_inputs())
 def test_stage_launchers_refuse_inconsistent_inputs(name, inputs, attrs, message):
     """A kernel launched with dims that disagree would read past a buffer's end (on a GPU: garbage or an
-    illegal address, no error), so each launcher checks them first, as the GDN stage launchers do."""
+    illegal address, no error), and one given an int64 id or a bf16 weight would read it as int32 / fp32
+    garbage, so each launcher checks them first, as the GDN stage launchers do."""
     order = [a.name for a in STAGE_OPS[name].attributes if a.name != "plugin_version"]
     with pytest.raises(ValueError, match=f"^{name}: .*{message}"):
         launcher(name)(*inputs, *(attrs[a] for a in order))

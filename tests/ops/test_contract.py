@@ -4,6 +4,8 @@ import pytest
 
 from deploykit.ops.contract import (
     ALL_OPS,
+    GATED_DELTA_RULE,
+    MOE_PAIR_DOWN,
     MOE_ALIGN,
     MOE_DOWN,
     MOE_PAIR_GATE_UP,
@@ -104,3 +106,19 @@ def test_gdn_stage_shapes_follow_the_64_token_chunks():
     for T, NT in ((70, 2), (64, 1), (1, 1)):
         shapes = GATED_DELTA_PREP.infer_shapes([(2, T, 4, 16), (2, T, 4, 16), (2, T, 8, 32), (2, T, 8), (2, T, 8)])
         assert shapes == [(2, 8, NT, 64, 16), (2, 8, NT, 64, 32), (2, 8, NT, 64, 64), (2, 8, NT, 64)]
+
+
+def test_dtype_rule_by_hand():
+    """GatedDeltaRule: q k v beta are 'T' (q picks it), g and initial_state fp32; outputs: 'T', fp32."""
+    good = ["bfloat16", "bfloat16", "bfloat16", "float32", "bfloat16", "float32", "bfloat16", "float32"]
+    assert all(GATED_DELTA_RULE.accepts_dtype(pos, good) for pos in range(8))
+    for pos, dtype in [(0, "float64"), (0, "int32"), (1, "float16"), (3, "bfloat16"), (5, "float16"),
+                       (6, "float32"), (7, "bfloat16")]:
+        assert not GATED_DELTA_RULE.accepts_dtype(pos, [*good[:pos], dtype, *good[pos + 1:]]), (pos, dtype)
+    assert GATED_DELTA_RULE.accepts_dtype(0, ["float16"])  # the first 'T' may be any activation dtype
+    # MoEPairDown: inter, down 'T'; topk_ids int32; topk_weights fp32
+    MOE_PAIR_DOWN.check_dtypes(["float16", "float16", "int32", "float32"])
+    with pytest.raises(ValueError, match="^MoEPairDown: input 'topk_ids' must be int32, got int64$"):
+        MOE_PAIR_DOWN.check_dtypes(["float16", "float16", "int64", "float32"])
+    with pytest.raises(ValueError, match="^MoEPairDown: input 'down' must be float16, as 'inter', got float32$"):
+        MOE_PAIR_DOWN.check_dtypes(["float16", "float32", "int32", "float32"])
