@@ -89,7 +89,7 @@ def test_dtypes_outside_the_contract_are_refused(case):
     """The scan reads w, u and the state as fp32 (contract v1: split3's fp32 scratch): a 16-bit one is refused,
     not read as garbage; so is a k that is not q's dtype (TensorRT's format negotiation refuses the same)."""
     q, k, v, g, beta, h0 = make(1, 8, 1, 2, 16, 16, torch.float32)
-    w, u, aqk, gcs = launcher("GatedDeltaPrep")(q, k, v, g, beta, 16**-0.5, 1)
+    w, u, _, gcs = launcher("GatedDeltaPrep")(q, k, v, g, beta, 16**-0.5, 1)
     if case == "mixed_activation":
         with pytest.raises(ValueError, match="^GatedDeltaPrep: input 'k' must be float32, as 'q', got bfloat16$"):
             launcher("GatedDeltaPrep")(q, k.bfloat16(), v, g, beta, 16**-0.5, 1)

@@ -5,9 +5,9 @@ import pytest
 from deploykit.ops.contract import (
     ALL_OPS,
     GATED_DELTA_RULE,
-    MOE_PAIR_DOWN,
     MOE_ALIGN,
     MOE_DOWN,
+    MOE_PAIR_DOWN,
     MOE_PAIR_GATE_UP,
     STAGE_OPS,
     AttributeSpec,
