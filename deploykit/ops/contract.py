@@ -199,8 +199,9 @@ class OpSpec(BaseModel):
         return dtypes[pos] == dtypes[first_t]
 
     def check_dtypes(self, input_dtypes: list[str]) -> None:
-        """The inputs' dtypes against the contract; raises ValueError naming the first wrong one. A kernel reads
-        each pointer as the contract's dtype, so int64 expert ids or bf16 scratch would be read as garbage."""
+        """The inputs' dtypes against the contract; raises ValueError naming the first wrong one. A launcher that
+        took others would run what its TensorRT plugin refuses (a JIT test passing on inputs no engine accepts), or
+        fail inside Triton with its own message (int64 ids: "histogram only supports 32-bit integer input")."""
         for pos, spec in enumerate(self.inputs):
             if not self.accepts_dtype(pos, input_dtypes):
                 first_t = self.activation_input

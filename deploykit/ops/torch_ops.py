@@ -43,8 +43,8 @@ def empty_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None 
 def launch_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None = None) -> list[Tensor]:
     """empty_outputs after every symbol is bound from the concrete input shapes: a stage launcher's kernel
     trusts its dims, so one that disagrees between two inputs (hidden's H against gate_up's H) must be a
-    ValueError naming both, not a read past a buffer's end; so must a dtype other than the contract's (the
-    kernel reads each pointer as that). Fakes skip this: their dims may be symbolic."""
+    ValueError naming both, not a read past a buffer's end; so must a dtype other than the contract's, which its
+    TensorRT plugin refuses (OpSpec.check_dtypes says why). Fakes skip this: their dims may be symbolic."""
     spec.check_shapes([tuple(t.shape) for t in tensors])
     spec.check_dtypes([str(t.dtype).removeprefix("torch.") for t in tensors])
     return empty_outputs(spec, tensors, attrs)

@@ -112,7 +112,7 @@ def gated_delta_rule_fwd(
     B, T, HK, K = q.shape
     HV, V = v.shape[2], v.shape[3]
     q, k, v, g, beta = (x.contiguous() for x in (q, k, v, g, beta))
-    h0 = initial_state.contiguous()  # fp32: launch_outputs checked every dtype
+    h0 = initial_state.to(torch.float32).contiguous()
     o, ht = out if out is not None else (torch.empty_like(v), torch.empty_like(h0))
     for buf, like, name in ((o, v, "output"), (ht, h0, "final_state")):
         if buf.shape != like.shape or buf.dtype != like.dtype or not buf.is_contiguous():

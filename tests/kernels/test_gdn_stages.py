@@ -86,8 +86,10 @@ def test_dims_that_are_not_powers_of_two_are_refused():
 
 @pytest.mark.parametrize("case", ["bf16_w", "bf16_state", "mixed_activation"])
 def test_dtypes_outside_the_contract_are_refused(case):
-    """The scan reads w, u and the state as fp32 (contract v1: split3's fp32 scratch): a 16-bit one is refused,
-    not read as garbage; so is a k that is not q's dtype (TensorRT's format negotiation refuses the same)."""
+    """w, u and the state are fp32 in contract v1 (split3's fp32 scratch), as TensorRT's format negotiation
+    enforces: a bf16 w used to fail inside Triton's dot ("Both operands must be same dtype"); a bf16 state
+    (upcast by the launcher) and a bf16 k beside an fp32 q ran, on inputs no engine accepts. Each is now
+    refused by name."""
     q, k, v, g, beta, h0 = make(1, 8, 1, 2, 16, 16, torch.float32)
     w, u, _, gcs = launcher("GatedDeltaPrep")(q, k, v, g, beta, 16**-0.5, 1)
     if case == "mixed_activation":

@@ -164,8 +164,9 @@ def _bad_stage_inputs():
 @pytest.mark.parametrize("name,inputs,attrs,message", _bad_stage_inputs())
 def test_stage_launchers_refuse_inconsistent_inputs(name, inputs, attrs, message):
     """A kernel launched with dims that disagree would read past a buffer's end (on a GPU: garbage or an
-    illegal address, no error), and one given an int64 id or a bf16 weight would read it as int32 / fp32
-    garbage, so each launcher checks them first, as the GDN stage launchers do."""
+    illegal address, no error), so each launcher checks them first, as the GDN stage launchers do. A dtype
+    outside the contract, which the TensorRT plugin refuses, failed inside Triton (int64 ids in MoEAlign's
+    histogram) or ran on what no engine accepts (fp16 routing weights); now it is refused by name."""
     order = [a.name for a in STAGE_OPS[name].attributes if a.name != "plugin_version"]
     with pytest.raises(ValueError, match=f"^{name}: .*{message}"):
         launcher(name)(*inputs, *(attrs[a] for a in order))
