@@ -28,7 +28,7 @@ NAMESPACE = DOMAIN  # the exporter writes plugin_namespace="deploykit" on every 
 NOT_FIELDS = ("plugin_version",)  # read by the ONNX parser itself, not a plugin field
 
 _TRT_TO_TORCH = {"FLOAT": "float32", "HALF": "float16", "BF16": "bfloat16", "INT32": "int32"}  # every contract dtype
-_FIXED_TRT_TYPES = {"float32": "FLOAT", "int32": "INT32"}  # contract dtypes that do not follow 'T'
+_TORCH_TO_TRT = {v: k for k, v in _TRT_TO_TORCH.items()}
 _DIM_OPS = {"add": "SUM", "sub": "SUB", "mul": "PROD", "floordiv": "FLOOR_DIV", "cdiv": "CEIL_DIV", "min": "MIN"}
 # Ops whose launcher takes `out=` buffers: GatedDeltaRule's final state is as large as everything its decode
 # kernel reads, so copying it from a launcher-owned tensor would double the step's memory traffic. The others
@@ -61,7 +61,7 @@ def plugin_fields(spec: OpSpec) -> tuple[AttributeSpec, ...]:
 def output_type_names(spec: OpSpec, input_types: list[str]) -> list[str]:
     """Output TensorRT dtype names from input dtype names: 'T' copies the first 'T' input (contract rule)."""
     act = input_types[spec.activation_input]
-    return [act if o.dtype == "T" else _FIXED_TRT_TYPES[o.dtype] for o in spec.outputs]
+    return [act if o.dtype == "T" else _TORCH_TO_TRT[o.dtype] for o in spec.outputs]
 
 
 def supports_type(spec: OpSpec, pos: int, type_names: list[str]) -> bool:

@@ -234,31 +234,24 @@ class OpSpec(BaseModel):
                                  f"{list(spec.dims)}, got {got}")
 
     def infer_shapes(self, input_shapes: list[tuple], attrs: dict[str, Any] | None = None,
-                     arith: Any = INT_ARITH) -> list[tuple]:
+                     arith: Any = INT_ARITH, *, check: bool = False) -> list[tuple]:
         """Output shapes from input shapes: THE shape rule. An output dim that is an input dim is that input's
-        value itself (int, symbolic dim, TensorRT expression); a derived dim is computed with `arith`."""
+        value itself (int, symbolic dim, TensorRT expression), taken from the first input that has it; a derived
+        dim is computed with `arith`. `check` (concrete int dims only: a stage launcher's, whose kernel trusts
+        them): a symbol that another input gives another size is a ValueError naming both."""
         self.check_ranks(input_shapes)
         env: dict[str, Any] = {}
         for spec, shape in zip(self.inputs, input_shapes, strict=True):
             for sym, size in zip(spec.dims, shape, strict=True):
+                if check and sym in env and env[sym] != size:
+                    raise ValueError(f"{self.name}: input '{spec.name}' has {sym}={size}, "
+                                     f"but an earlier input has {sym}={env[sym]}")
                 env.setdefault(sym, size)
         if self.derived:
             env.update({k: arith.const(v) for k, v in self.int_attributes(attrs).items() if k not in env})
             for sym, expr in self.derived:
                 env[sym] = eval_dim(expr, env, arith)
         return [tuple(env[d] for d in out.dims) for out in self.outputs]
-
-    def check_shapes(self, input_shapes: list[tuple[int, ...]]) -> dict[str, int]:
-        """Binds every symbol from concrete input shapes; raises ValueError naming the first conflict."""
-        self.check_ranks(input_shapes)
-        bound: dict[str, int] = {}
-        for spec, shape in zip(self.inputs, input_shapes, strict=True):
-            for sym, size in zip(spec.dims, shape, strict=True):
-                if sym in bound and bound[sym] != size:
-                    raise ValueError(f"{self.name}: input '{spec.name}' has {sym}={size}, "
-                                     f"but an earlier input has {sym}={bound[sym]}")
-                bound[sym] = int(size)
-        return bound
 
 
 def _t(name: str, dims: str, dtype: DType = "T", doc: str = "") -> TensorSpec:

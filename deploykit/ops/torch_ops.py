@@ -30,24 +30,26 @@ registry.register("moe", "naive", naive_moe, priority=0)
 registry.register("moe", "grouped", grouped_moe, priority=10)
 
 
-def empty_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None = None) -> list[Tensor]:
+def empty_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None = None, *,
+                  check: bool = False) -> list[Tensor]:
     """Uninitialised outputs shaped by the contract's shape rule (derived dims read `attrs`), on the first
     input's device; 'T' dtype = the first 'T'-typed input's dtype. The fake implementations return them; the
-    stage launchers (plugins/moe/launch.py, plugins/gated_delta_net/launch.py) fill them."""
-    shapes = spec.infer_shapes([tuple(t.shape) for t in tensors], attrs)  # checks the count and ranks first
+    stage launchers (plugins/moe/launch.py, plugins/gated_delta_net/launch.py) fill them, through
+    launch_outputs. `check`: as infer_shapes'."""
+    shapes = spec.infer_shapes([tuple(t.shape) for t in tensors], attrs, check=check)  # count and ranks first
     act = tensors[spec.activation_input].dtype
     dtypes = spec.output_dtypes(str(act).removeprefix("torch."))
     return [tensors[0].new_empty(shape, dtype=getattr(torch, dt)) for shape, dt in zip(shapes, dtypes, strict=True)]
 
 
 def launch_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None = None) -> list[Tensor]:
-    """empty_outputs after every symbol is bound from the concrete input shapes: a stage launcher's kernel
+    """empty_outputs with every symbol checked against the concrete input shapes: a stage launcher's kernel
     trusts its dims, so one that disagrees between two inputs (hidden's H against gate_up's H) must be a
     ValueError naming both, not a read past a buffer's end; so must a dtype other than the contract's, which its
     TensorRT plugin refuses (OpSpec.check_dtypes says why). Fakes skip this: their dims may be symbolic."""
-    spec.check_shapes([tuple(t.shape) for t in tensors])
+    outputs = empty_outputs(spec, tensors, attrs, check=True)  # count and ranks first: dtypes go by position
     spec.check_dtypes([str(t.dtype).removeprefix("torch.") for t in tensors])
-    return empty_outputs(spec, tensors, attrs)
+    return outputs
 
 
 def _check_version(spec: OpSpec, plugin_version: str) -> None:
