@@ -18,7 +18,7 @@ ULP = {torch.float32: 1e-6, torch.float16: FP16_ULP, torch.bfloat16: BF16_ULP}
 def _check_rule(name, inputs, attrs, outputs):
     """Launcher outputs have the shapes and dtypes the contract's rule gives for these inputs."""
     spec = STAGE_OPS[name]
-    act = next(t.dtype for t, s in zip(inputs, spec.inputs) if s.dtype == "T")
+    act = inputs[spec.activation_input].dtype
     shapes = spec.infer_shapes([tuple(t.shape) for t in inputs], attrs)
     dtypes = [getattr(torch, d) for d in spec.output_dtypes(str(act).removeprefix("torch."))]
     assert [(tuple(o.shape), o.dtype) for o in outputs] == list(zip(shapes, dtypes, strict=True)), name
@@ -150,7 +150,7 @@ def _bad_stage_inputs():
         ("MoEPairGateUp", [hidden, logits[:-1], gate_up], a, "input 'router_logits' has N=2"),
         ("MoEPairGateUp", [hidden, logits, gate_up], {**a, "top_k": 0}, r"top_k=0 must be in \[1, 4\]"),
         ("MoEPairDown", [torch.zeros(N, k, I), down, ids, w[:, :-1]], {}, "input 'topk_weights' has K=1"),
-        # dtypes (the contract's; a kernel reads each pointer as that): int64 is what torch.topk returns
+        # dtypes other than the contract's (its TensorRT plugin refuses them): int64 is what torch.topk returns
         ("MoEAlign", [logits, ids.long()], a, "input 'topk_ids' must be int32, got int64"),
         ("MoEGateUp", [hidden, gate_up.bfloat16(), slots, blocks], a,
          "input 'gate_up' must be float32, as 'hidden', got bfloat16"),
