@@ -4,7 +4,8 @@ inputs, outputs, attributes, dtypes and shape rules.
 
 Every output dimension is named by a symbol that also names an input dimension, so one rule answers
 "what is the output shape?" for the torch fake implementation, ONNX shape inference and the TensorRT
-plugin's `get_output_shapes` alike (see `output_dims`).
+plugin's `get_output_shapes` alike (see `output_dims`). What the dims cannot say and a kernel relies on
+(Hv a multiple of Hk, S = NB * block_m, ...) is each op's `requires`, which every launcher checks.
 
 Symbols: B batch, T new tokens, Hk key heads, Hv value heads, Dk key head dim, Dv value head dim,
 C conv channels, K conv kernel width, N tokens (flattened batch x time), H hidden size, E experts,
@@ -44,6 +45,7 @@ consumer; ids and slots are int32.
 from __future__ import annotations
 
 import ast
+import operator
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -87,6 +89,7 @@ class OperatorArith:
     sub = staticmethod(lambda a, b: a - b)
     mul = staticmethod(lambda a, b: a * b)
     floordiv = staticmethod(lambda a, b: a // b)
+    mod = staticmethod(lambda a, b: a % b)  # requirements only (concrete ints): dim_expr_names refuses %
 
     def cdiv(self, a, b):
         return -(-a // b) if isinstance(a, int) and isinstance(b, int) or self._cdiv is None else self._cdiv(a, b)
@@ -98,42 +101,69 @@ class OperatorArith:
 INT_ARITH = OperatorArith()
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.FloorDiv: "floordiv"}
 _CALLS = ("cdiv", "min")
+# A requirement (OpSpec.requires) is a chain of comparisons of dim expressions, which may also take a % b:
+# it is evaluated on concrete ints only, so no symbolic adapter needs a modulo (TensorRT's has none).
+_COMPARES = {ast.Eq: operator.eq, ast.LtE: operator.le, ast.Lt: operator.lt}
+_REQUIREMENT_BINOPS = {**_BINOPS, ast.Mod: "mod"}
+
+
+def _walk_names(node: ast.AST, expr: str, binops, names: set[str]) -> None:
+    if isinstance(node, ast.BinOp) and type(node.op) in binops:
+        _walk_names(node.left, expr, binops, names), _walk_names(node.right, expr, binops, names)
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS \
+            and len(node.args) == 2 and not node.keywords:
+        _walk_names(node.args[0], expr, binops, names), _walk_names(node.args[1], expr, binops, names)
+    elif isinstance(node, ast.Name):
+        names.add(node.id)
+    elif not (isinstance(node, ast.Constant) and type(node.value) is int):
+        raise ValueError(f"dim expression {expr!r}: {ast.dump(node)} is outside the grammar")
 
 
 def dim_expr_names(expr: str) -> set[str]:
     """Names an output-dim expression reads; raises ValueError outside the grammar (ints, names, + - * //,
     cdiv(a, b), min(a, b))."""
     names: set[str] = set()
-
-    def walk(node: ast.AST) -> None:
-        if isinstance(node, ast.BinOp) and type(node.op) in _BINOPS:
-            walk(node.left), walk(node.right)
-        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _CALLS \
-                and len(node.args) == 2 and not node.keywords:
-            walk(node.args[0]), walk(node.args[1])
-        elif isinstance(node, ast.Name):
-            names.add(node.id)
-        elif not (isinstance(node, ast.Constant) and type(node.value) is int):
-            raise ValueError(f"dim expression {expr!r}: {ast.dump(node)} is outside the grammar")
-
-    walk(ast.parse(expr, mode="eval").body)
+    _walk_names(ast.parse(expr, mode="eval").body, expr, _BINOPS, names)
     return names
+
+
+def requirement_names(expr: str) -> list[str]:
+    """Names a requirement reads, in reading order; raises ValueError outside its grammar: dim expressions
+    (and a % b) joined by ==, <= or <, e.g. "Hv % Hk == 0", "1 <= top_k <= E"."""
+    node = ast.parse(expr, mode="eval").body
+    if not (isinstance(node, ast.Compare) and all(type(op) in _COMPARES for op in node.ops)):
+        raise ValueError(f"requirement {expr!r}: not a comparison (==, <=, <) of dim expressions")
+    names: set[str] = set()
+    for side in (node.left, *node.comparators):
+        _walk_names(side, expr, _REQUIREMENT_BINOPS, names)
+    ordered = [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in names]
+    return list(dict.fromkeys(ordered))
+
+
+def _eval_node(node: ast.AST, env: dict[str, Any], arith: Any) -> Any:
+    if isinstance(node, ast.BinOp):
+        return getattr(arith, _REQUIREMENT_BINOPS[type(node.op)])(_eval_node(node.left, env, arith),
+                                                                 _eval_node(node.right, env, arith))
+    if isinstance(node, ast.Call):
+        a, b = (_eval_node(arg, env, arith) for arg in node.args)
+        return getattr(arith, node.func.id)(a, b)
+    if isinstance(node, ast.Name):
+        return env[node.id]
+    return arith.const(node.value)
 
 
 def eval_dim(expr: str, env: dict[str, Any], arith: Any = INT_ARITH) -> Any:
     """Value of a dim expression, names looked up in `env` (already in `arith`'s domain)."""
-
-    def ev(node: ast.AST) -> Any:
-        if isinstance(node, ast.BinOp):
-            return getattr(arith, _BINOPS[type(node.op)])(ev(node.left), ev(node.right))
-        if isinstance(node, ast.Call):
-            return getattr(arith, node.func.id)(ev(node.args[0]), ev(node.args[1]))
-        if isinstance(node, ast.Name):
-            return env[node.id]
-        return arith.const(node.value)
-
     dim_expr_names(expr)
-    return ev(ast.parse(expr, mode="eval").body)
+    return _eval_node(ast.parse(expr, mode="eval").body, env, arith)
+
+
+def requirement_holds(expr: str, env: dict[str, int]) -> bool:
+    """A requirement on concrete int dims and attributes."""
+    requirement_names(expr)
+    node = ast.parse(expr, mode="eval").body
+    sides = [_eval_node(side, env, INT_ARITH) for side in (node.left, *node.comparators)]
+    return all(_COMPARES[type(op)](a, b) for op, a, b in zip(node.ops, sides[:-1], sides[1:], strict=True))
 
 
 class OpSpec(BaseModel):
@@ -151,6 +181,10 @@ class OpSpec(BaseModel):
     # Output dims that are not input dims: (symbol, expression over input dims, earlier derived symbols and
     # int attributes), e.g. ("I", "I2 // 2"). Evaluated by `infer_shapes` for every consumer of the rule.
     derived: tuple[tuple[str, str], ...] = ()
+    # What the dims alone cannot say and a kernel relies on: (requirement, why), e.g. ("Hv % Hk == 0",
+    # "each key head serves Hv/Hk value heads"), over input dims, derived dims and int attributes. Checked on
+    # concrete dims by `infer_shapes(check=True)`, i.e. by every launcher before its kernel runs.
+    requires: tuple[tuple[str, str], ...] = ()
     stage_of: str | None = None  # one kernel of a multi-kernel op, emitted by the builder's lowering only
     doc: str = ""
 
@@ -163,6 +197,10 @@ class OpSpec(BaseModel):
             if unknown:
                 raise ValueError(f"{self.name}: derived dim {sym} = {expr!r} reads unknown names {sorted(unknown)}")
             bound.add(sym)
+        for expr, _ in self.requires:
+            unknown = set(requirement_names(expr)) - bound - ints
+            if unknown:
+                raise ValueError(f"{self.name}: requirement {expr!r} reads unknown names {sorted(unknown)}")
         for out in self.outputs:
             missing = [d for d in out.dims if d not in bound]
             if missing:
@@ -237,8 +275,9 @@ class OpSpec(BaseModel):
                      arith: Any = INT_ARITH, *, check: bool = False) -> list[tuple]:
         """Output shapes from input shapes: THE shape rule. An output dim that is an input dim is that input's
         value itself (int, symbolic dim, TensorRT expression), taken from the first input that has it; a derived
-        dim is computed with `arith`. `check` (concrete int dims only: a stage launcher's, whose kernel trusts
-        them): a symbol that another input gives another size is a ValueError naming both."""
+        dim is computed with `arith`. `check` (concrete int dims only: a launcher's, whose kernel trusts
+        them): a symbol that another input gives another size, or a failed requirement (`requires`), is a
+        ValueError that names both sizes, or the requirement, its values and why it is needed."""
         self.check_ranks(input_shapes)
         env: dict[str, Any] = {}
         for spec, shape in zip(self.inputs, input_shapes, strict=True):
@@ -247,10 +286,14 @@ class OpSpec(BaseModel):
                     raise ValueError(f"{self.name}: input '{spec.name}' has {sym}={size}, "
                                      f"but an earlier input has {sym}={env[sym]}")
                 env.setdefault(sym, size)
-        if self.derived:
+        if self.derived or (check and self.requires):
             env.update({k: arith.const(v) for k, v in self.int_attributes(attrs).items() if k not in env})
             for sym, expr in self.derived:
                 env[sym] = eval_dim(expr, env, arith)
+        for expr, why in self.requires if check else ():
+            if not requirement_holds(expr, env):
+                values = ", ".join(f"{n}={env[n]}" for n in requirement_names(expr))
+                raise ValueError(f"{self.name}: needs {expr}, got {values} ({why})")
         return [tuple(env[d] for d in out.dims) for out in self.outputs]
 
 
@@ -262,6 +305,8 @@ PLUGIN_VERSION_ATTR = AttributeSpec(
     name="plugin_version", type="string", default="1",
     doc="TensorRT plugin version the node maps to (the ONNX parser reads this attribute).",
 )
+
+_HEADS = ("Hv % Hk == 0", "each key head serves Hv/Hk consecutive value heads")
 
 GATED_DELTA_RULE = OpSpec(
     name="GatedDeltaRule",
@@ -284,6 +329,7 @@ GATED_DELTA_RULE = OpSpec(
         AttributeSpec(name="use_qk_l2norm", type="int", default=1, doc="l2-normalise q and k inside the op"),
         PLUGIN_VERSION_ATTR,
     ),
+    requires=(_HEADS,),
     doc="Gated delta rule over T tokens with an fp32 recurrent state (Gated DeltaNet core).",
 )
 
@@ -305,8 +351,11 @@ CAUSAL_CONV1D = OpSpec(
         PLUGIN_VERSION_ATTR,
     ),
     in_onnx_domain=False,
+    requires=(("Km1 == K - 1", "conv_state holds the K-1 inputs before x, for a kernel K wide"),),
     doc="Depthwise causal conv1d with carried state (Gated DeltaNet's short conv).",
 )
+
+_TOP_K_FITS = ("1 <= top_k <= E", "each token takes top_k distinct experts of the E")
 
 MOE = OpSpec(
     name="MoE",
@@ -324,6 +373,7 @@ MOE = OpSpec(
         AttributeSpec(name="norm_topk_prob", type="int", default=1, doc="renormalise the top-k weights"),
         PLUGIN_VERSION_ATTR,
     ),
+    requires=(("I2 == 2 * I", "gate_up is [gate; up]: 2 I rows, for down's I columns"), _TOP_K_FITS),
     doc="Routed experts: softmax router, top-k, SwiGLU experts, weighted sum (shared expert excluded).",
 )
 
@@ -339,6 +389,13 @@ _NORM = AttributeSpec(name="norm_topk_prob", type="int", default=1, doc="renorma
 _BLOCK_M = AttributeSpec(name="block_m", type="int", default=16,
                          doc="rows per expert block (a multiple of 16, the smallest tensor-core tile)")
 _I_FROM_GATE_UP = ("I", "I2 // 2")
+_GATE_UP_ROWS = ("I2 % 2 == 0", "gate_up is [gate; up]: 2 I rows")
+_TILE_M = "a block is one tensor-core tile's M rows: a multiple of 16"
+_SLOT_BLOCKS = (
+    ("16 <= block_m", _TILE_M),
+    ("block_m % 16 == 0", _TILE_M),
+    ("S == NB * block_m", "pass MoEAlign's two outputs and the block_m it was given"),
+)
 _ids = _t("topk_ids", "N,K", "int32", "expert of each pair (token n's j-th choice)")
 _weights = _t("topk_weights", "N,K", "float32", "routing weight of each pair")
 _slots = _t("slot_pair", "S", "int32", "pair of each slot, grouped by expert; P = padding")
@@ -350,6 +407,7 @@ MOE_PAIR_GATE_UP = OpSpec(
     outputs=(_t("inter", "N,K,I", doc="silu(gate) * up of each pair"), _ids, _weights),
     attributes=(_TOP_K, _NORM, PLUGIN_VERSION_ATTR),
     derived=(("K", "top_k"), _I_FROM_GATE_UP),
+    requires=(_GATE_UP_ROWS, _TOP_K_FITS),
     doc="Routes each token and runs its k gate/up GEMVs (one program per pair and I tile).",
 )
 MOE_PAIR_DOWN = OpSpec(
@@ -365,6 +423,7 @@ MOE_ROUTE = OpSpec(
     outputs=(_ids, _weights),
     attributes=(_TOP_K, _NORM, PLUGIN_VERSION_ATTR),
     derived=(("K", "top_k"),),
+    requires=(_TOP_K_FITS,),
     doc="fp32 softmax, top-k (ties: lower expert id), optional renormalisation.",
 )
 MOE_ALIGN = OpSpec(
@@ -382,6 +441,7 @@ MOE_GATE_UP = OpSpec(
     outputs=(_t("inter", "S,I", doc="silu(gate) * up per slot (padding slots: unspecified)"),),
     attributes=(_TOP_K, _BLOCK_M, PLUGIN_VERSION_ATTR),
     derived=(_I_FROM_GATE_UP,),
+    requires=(_GATE_UP_ROWS, *_SLOT_BLOCKS),
     doc="Grouped gate/up GEMM: one block_m-row tile of one expert per program row.",
 )
 MOE_DOWN = OpSpec(
@@ -389,6 +449,7 @@ MOE_DOWN = OpSpec(
     inputs=(_t("inter", "S,I"), _t("down", "E,H,I"), _slots, _blocks, _weights),
     outputs=(_t("pair_out", "N,K,H", "float32", "weight * expert output of each pair, token order"),),
     attributes=(_BLOCK_M, PLUGIN_VERSION_ATTR),
+    requires=_SLOT_BLOCKS,
     doc="Grouped down GEMM, scaled by the routing weights and scattered back to pair order.",
 )
 
@@ -408,12 +469,18 @@ _gcs = _t("gcs", "B,Hv,NT,C", "float32", "cumulative log decay from each chunk's
 _hs = _t("hs", "B,Hv,NT,Dk,Dv", "float32", "the state each chunk starts from")
 _vn = _t("vn", "B,Hv,NT,C,Dv", "float32", "each chunk's deltas u - w S")
 
+_CHUNKS = (
+    (f"NT == cdiv(T, {GDN_CHUNK})", "the chunk tensors of GatedDeltaPrep for these T tokens"),
+    (f"C == {GDN_CHUNK}", "the chunk tensors of GatedDeltaPrep, in chunks of 64 tokens"),
+)
+
 GATED_DELTA_PREP = OpSpec(
     name="GatedDeltaPrep", torch_name="gated_delta_prep", version=1, stage_of="GatedDeltaRule",
     inputs=(_q, _k, _t("v", "B,T,Hv,Dv"), _t("g", "B,T,Hv", "float32"), _t("beta", "B,T,Hv")),
     outputs=(_w, _u, _aqk, _gcs),
     attributes=(_SCALE, _L2NORM, PLUGIN_VERSION_ATTR),
     derived=(("NT", f"cdiv(T, {GDN_CHUNK})"), ("C", str(GDN_CHUNK))),
+    requires=(_HEADS,),
     doc="Per chunk, all that does not depend on the state: the UT transform (W, U), Q K^T and the decays.",
 )
 GATED_DELTA_STATES = OpSpec(
@@ -421,6 +488,7 @@ GATED_DELTA_STATES = OpSpec(
     inputs=(_k, _w, _u, _gcs, _t("initial_state", "B,Hv,Dk,Dv", "float32")),
     outputs=(_hs, _vn, _t("final_state", "B,Hv,Dk,Dv", "float32")),
     attributes=(_L2NORM, PLUGIN_VERSION_ATTR),
+    requires=(_HEADS, *_CHUNKS),
     doc="The sequential scan over chunks: S <- exp(gc_last) S + (K o exp(gc_last - gc))^T (U - W S).",
 )
 GATED_DELTA_OUT = OpSpec(
@@ -428,6 +496,7 @@ GATED_DELTA_OUT = OpSpec(
     inputs=(_q, _hs, _vn, _aqk, _gcs),
     outputs=(_t("output", "B,T,Hv,Dv"),),
     attributes=(_SCALE, _L2NORM, PLUGIN_VERSION_ATTR),
+    requires=(_HEADS, *_CHUNKS),
     doc="Every chunk's output at once: O = (Q o exp(gc)) S_c + aqk (U - W S_c).",
 )
 

@@ -44,9 +44,10 @@ def empty_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None 
 
 def launch_outputs(spec: OpSpec, tensors: tuple[Tensor, ...], attrs: dict | None = None) -> list[Tensor]:
     """empty_outputs with every symbol checked against the concrete input shapes: a stage launcher's kernel
-    trusts its dims, so one that disagrees between two inputs (hidden's H against gate_up's H) must be a
-    ValueError naming both, not a read past a buffer's end; so must a dtype other than the contract's, which its
-    TensorRT plugin refuses (OpSpec.check_dtypes says why). Fakes skip this: their dims may be symbolic."""
+    trusts its dims, so one that disagrees between two inputs (hidden's H against gate_up's H), or breaks one
+    of the op's requirements (OpSpec.requires: S = NB * block_m), must be a ValueError naming them, not a read
+    past a buffer's end; so must a dtype other than the contract's, which its TensorRT plugin refuses
+    (OpSpec.check_dtypes says why). Fakes skip this: their dims may be symbolic."""
     outputs = empty_outputs(spec, tensors, attrs, check=True)  # count and ranks first: dtypes go by position
     spec.check_dtypes([str(t.dtype).removeprefix("torch.") for t in tensors])
     return outputs

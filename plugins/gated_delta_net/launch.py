@@ -11,7 +11,14 @@ from __future__ import annotations
 import torch
 import triton
 
-from deploykit.ops.contract import GATED_DELTA_OUT, GATED_DELTA_PREP, GATED_DELTA_STATES, GDN_CHUNK
+from deploykit.ops.contract import (
+    CAUSAL_CONV1D,
+    GATED_DELTA_OUT,
+    GATED_DELTA_PREP,
+    GATED_DELTA_RULE,
+    GATED_DELTA_STATES,
+    GDN_CHUNK,
+)
 from deploykit.ops.torch_ops import launch_outputs
 
 from .kernels import (
@@ -63,18 +70,6 @@ def grid_gdn_out(B: int, HV: int, V: int, T: int, BVO: int) -> tuple[int, int, i
     return (triton.cdiv(T, CHUNK), triton.cdiv(V, BVO), B * HV)
 
 
-def _check_gdn(q, k, v, g, beta, initial_state) -> None:
-    B, T, HK, K = q.shape
-    HV, V = v.shape[2], v.shape[3]
-    if k.shape != q.shape or v.shape[:2] != (B, T) or HV % HK:
-        raise ValueError(f"GatedDeltaRule: bad shapes q{list(q.shape)} k{list(k.shape)} v{list(v.shape)}")
-    if g.shape != (B, T, HV) or beta.shape != (B, T, HV) or initial_state.shape != (B, HV, K, V):
-        raise ValueError(
-            f"GatedDeltaRule: bad shapes g{list(g.shape)} beta{list(beta.shape)} "
-            f"initial_state{list(initial_state.shape)}"
-        )
-
-
 def gated_delta_rule_fwd(
     q: torch.Tensor,  # [B,T,Hk,Dk]
     k: torch.Tensor,  # [B,T,Hk,Dk]
@@ -104,7 +99,7 @@ def gated_delta_rule_fwd(
     the final state stay fp32 (within 1e-5); the output carries one more 16-bit rounding of three operands,
     so it is held to a few ulps of the output scale, not one ulp per element. A benchmark candidate: the
     stage ops (the AOT form) keep fp32 until a GPU run says it is worth their contract version 2."""
-    _check_gdn(q, k, v, g, beta, initial_state)
+    GATED_DELTA_RULE.infer_shapes([tuple(t.shape) for t in (q, k, v, g, beta, initial_state)], check=True)
     if mode not in MODES:
         raise ValueError(f"GatedDeltaRule: mode must be one of {', '.join(MODES)}, got {mode!r}")
     if chunk_size not in CHUNK_SIZES:
@@ -213,9 +208,7 @@ def _check_stage_heads(K: int, V: int) -> None:
 
 
 def _stage_common(q_or_k, HV: int, V: int, scale: float, use_qk_l2norm: int) -> dict:
-    _, _, HK, K = q_or_k.shape
-    if HV % HK:
-        raise ValueError(f"GatedDeltaRule stages: value heads Hv={HV} must be a multiple of key heads Hk={HK}")
+    _, _, HK, K = q_or_k.shape  # Hv % Hk == 0: launch_outputs checked the contract's requirements
     _check_stage_heads(K, V)
     return dict(HK=HK, HV=HV, K=K, V=V, BK=K, USE_L2NORM=bool(use_qk_l2norm), scale=float(scale))
 
@@ -239,8 +232,6 @@ def gated_delta_states_fwd(k, w, u, gcs, initial_state, use_qk_l2norm: int = 1, 
     hs, vn, ht = launch_outputs(GATED_DELTA_STATES, (k, w, u, gcs, initial_state))
     B, T, HV, V = k.shape[0], k.shape[1], w.shape[1], u.shape[-1]
     common = _stage_common(k, HV, V, 1.0, use_qk_l2norm)
-    if w.shape[2] != triton.cdiv(T, CHUNK):
-        raise ValueError(f"GatedDeltaStates: w has {w.shape[2]} chunks, {T} tokens need {triton.cdiv(T, CHUNK)}")
     h0 = initial_state.contiguous()  # fp32: launch_outputs checked every dtype
     if not T:
         return hs, vn, ht.copy_(h0)
@@ -282,13 +273,9 @@ def causal_conv1d_fwd(
     """Returns (output [B,C,T], new_conv_state [B,C,K-1]) in x's dtype, like naive_causal_conv1d."""
     if activation not in ("silu", "none"):
         raise ValueError(f"CausalConv1d: activation must be 'silu' or 'none', got {activation!r}")
+    CAUSAL_CONV1D.infer_shapes([tuple(t.shape) for t in (x, conv_state, weight)], check=True)
     B, C, T = x.shape
     KW = weight.shape[-1]
-    if conv_state.shape != (B, C, KW - 1) or weight.shape[0] != C:
-        raise ValueError(
-            f"CausalConv1d: bad shapes x{list(x.shape)} conv_state{list(conv_state.shape)} "
-            f"weight{list(weight.shape)}"
-        )
     x, w = x.contiguous(), weight.contiguous()
     st = conv_state.to(x.dtype).contiguous()
     out, new_state = torch.empty_like(x), torch.empty_like(st)

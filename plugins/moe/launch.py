@@ -13,6 +13,7 @@ import torch
 import triton
 
 from deploykit.ops.contract import (
+    MOE,
     MOE_ALIGN,
     MOE_DOWN,
     MOE_GATE_UP,
@@ -64,41 +65,6 @@ def moe_tiles(pairs: int, E: int) -> dict[str, int]:
     return grouped_tiles(grouped_block_m(pairs, E))
 
 
-def _check(hidden, router_logits, gate_up, down, top_k) -> None:
-    N, H = hidden.shape
-    E, I2, H2 = gate_up.shape
-    if router_logits.shape != (N, E) or H2 != H or down.shape != (E, H, I2 // 2) or I2 % 2:
-        raise ValueError(
-            f"MoE: bad shapes hidden{list(hidden.shape)} router_logits{list(router_logits.shape)} "
-            f"gate_up{list(gate_up.shape)} down{list(down.shape)}"
-        )
-    _check_top_k("MoE", top_k, E)
-
-
-# What the contract's dims cannot say and a stage kernel relies on (launch_outputs checks the dims themselves).
-
-
-def _check_top_k(op: str, top_k: int, E: int) -> None:
-    if not 1 <= top_k <= E:
-        raise ValueError(f"{op}: top_k={top_k} must be in [1, {E}] (the expert count E)")
-
-
-def _check_slots(op: str, slot_pair, block_expert, block_m: int) -> None:
-    """Each GEMM program multiplies the block_m slots of one block: block_m is a tl.dot tile's M (>= 16; the
-    alignment alone does not care), and S must be NB * block_m, as MoEAlign makes them."""
-    if block_m < 16 or block_m % 16:
-        raise ValueError(f"{op}: block_m={block_m} must be a multiple of 16 (the smallest tensor-core tile)")
-    S, NB = slot_pair.numel(), block_expert.numel()
-    if S != NB * block_m:
-        raise ValueError(f"{op}: slot_pair has {S} slots, {NB} blocks of {block_m} need {NB * block_m}; "
-                         "pass MoEAlign's two outputs and the block_m it was given")
-
-
-def _check_gate_up(op: str, gate_up) -> None:
-    if gate_up.shape[1] % 2:
-        raise ValueError(f"{op}: gate_up has I2={gate_up.shape[1]} rows, not [gate; up] (an even count, 2 I)")
-
-
 def _dot_mode(dtype: torch.dtype) -> tuple[str, bool]:
     """(tl.dot input precision, upcast). fp32 activations: exact; 16-bit: the precision is ignored. The CPU
     interpreter's tl.dot is wrong for bf16 (numpy has no bf16); there the kernels upcast the bf16 tiles to
@@ -114,7 +80,6 @@ def moe_route_fwd(router_logits: torch.Tensor, top_k: int, norm_topk_prob: int =
     """MoERoute: (topk_ids [N,K] int32, topk_weights [N,K] fp32), like deploykit.ops.moe.naive_moe_route."""
     ids, w = launch_outputs(MOE_ROUTE, (router_logits,), {"top_k": top_k})
     N, E = router_logits.shape
-    _check_top_k("MoERoute", top_k, E)
     if N:
         moe_route_kernel[(N,)](
             router_logits.contiguous(),
@@ -150,9 +115,8 @@ def moe_align_fwd(router_logits: torch.Tensor, topk_ids: torch.Tensor, block_m: 
 
 def moe_gate_up_fwd(hidden, gate_up, slot_pair, block_expert, top_k: int, block_m: int = 16, *, tiles=None):
     """MoEGateUp: inter [S,I] in hidden's dtype (blocks of expert E, i.e. unused, are not written)."""
-    (inter,) = launch_outputs(MOE_GATE_UP, (hidden, gate_up, slot_pair, block_expert), {"top_k": top_k})
-    _check_gate_up("MoEGateUp", gate_up)
-    _check_slots("MoEGateUp", slot_pair, block_expert, block_m)
+    (inter,) = launch_outputs(MOE_GATE_UP, (hidden, gate_up, slot_pair, block_expert),
+                              {"top_k": top_k, "block_m": block_m})
     H, (E, I2, _) = hidden.shape[1], gate_up.shape
     I, nb = I2 // 2, block_expert.numel()
     t = tiles or grouped_tiles(block_m)
@@ -180,8 +144,8 @@ def moe_gate_up_fwd(hidden, gate_up, slot_pair, block_expert, top_k: int, block_
 
 def moe_down_fwd(inter, down, slot_pair, block_expert, topk_weights, block_m: int = 16, *, tiles=None):
     """MoEDown: pair_out [N,K,H] fp32, each pair's weighted expert output in token order."""
-    (y,) = launch_outputs(MOE_DOWN, (inter, down, slot_pair, block_expert, topk_weights))
-    _check_slots("MoEDown", slot_pair, block_expert, block_m)
+    ins = (inter, down, slot_pair, block_expert, topk_weights)
+    (y,) = launch_outputs(MOE_DOWN, ins, {"block_m": block_m})
     (E, H, I), (N, K) = down.shape, topk_weights.shape
     t = tiles or grouped_tiles(block_m)
     dot, upcast = _dot_mode(inter.dtype)
@@ -209,9 +173,7 @@ def moe_down_fwd(inter, down, slot_pair, block_expert, topk_weights, block_m: in
 def moe_pair_gate_up_fwd(hidden, router_logits, gate_up, top_k: int, norm_topk_prob: int = 1, *, tiles=None):
     """MoEPairGateUp: (inter [N,K,I] in hidden's dtype, topk_ids [N,K] int32, topk_weights [N,K] fp32)."""
     inter, ids, w = launch_outputs(MOE_PAIR_GATE_UP, (hidden, router_logits, gate_up), {"top_k": top_k})
-    _check_gate_up("MoEPairGateUp", gate_up)
     (N, H), (E, I2, _) = hidden.shape, gate_up.shape
-    _check_top_k("MoEPairGateUp", top_k, E)
     I = I2 // 2
     t = tiles or pair_tiles(H, I)
     if N:
@@ -259,7 +221,8 @@ def moe_fwd(
     """Returns output [N,H] in hidden's dtype, like naive_moe: the stage launchers in the order the builder's
     lowering puts the stage ops. `path` ("auto", "grouped": five launches, expert-major; "pairs": two launches,
     per token-expert pair) and `tiles` (overrides moe_tiles / pair_tiles) are for benchmarks."""
-    _check(hidden, router_logits, gate_up, down, top_k)
+    MOE.infer_shapes([tuple(t.shape) for t in (hidden, router_logits, gate_up, down)], {"top_k": top_k},
+                     check=True)
     N, H = hidden.shape
     if N == 0:
         return torch.empty_like(hidden)

@@ -38,3 +38,14 @@ def test_bf16_decode_chain_matches_one_pass():
         outs.append(o)
     assert torch.equal(s, rs)
     assert_within_rounding(torch.cat(outs, -1), ro)
+
+
+def test_a_state_that_does_not_fit_the_kernel_width_is_refused():
+    """conv_state holds the K-1 inputs before x: 2 columns beside a kernel 4 wide would be read past its
+    end."""
+    x, st, w = torch.zeros(1, 8, 3), torch.zeros(1, 8, 2), torch.zeros(8, 4)
+    with pytest.raises(ValueError, match="^CausalConv1d: needs Km1 == K - 1, got Km1=2, K=4 "):
+        causal_conv1d_fwd(x, st, w)
+    message = "^CausalConv1d: input 'weight' has C=7, but an earlier input has C=8$"
+    with pytest.raises(ValueError, match=message):
+        causal_conv1d_fwd(x, torch.zeros(1, 8, 3), torch.zeros(7, 4))

@@ -184,8 +184,11 @@ def test_unknown_mode_raises():
 
 def test_bad_shapes_raise():
     q, k, v, g, beta, h0 = make(1, 2, 2, 3, 16, 16, torch.float32)  # Hv=3 not a multiple of Hk=2
-    with pytest.raises(ValueError, match="GatedDeltaRule"):
+    with pytest.raises(ValueError, match="^GatedDeltaRule: needs Hv % Hk == 0, got Hv=3, Hk=2 "):
         gated_delta_rule_fwd(q, k, v, g, beta, h0, 0.25, 1)
+    q, k, v, g, beta, h0 = make(1, 2, 2, 4, 16, 16, torch.float32)
+    with pytest.raises(ValueError, match="^GatedDeltaRule: input 'initial_state' has Dv=8, but an earlier"):
+        gated_delta_rule_fwd(q, k, v, g, beta, h0[..., :8], 0.25, 1)
 
 
 @pytest.mark.parametrize(

@@ -100,3 +100,31 @@ def test_dtypes_outside_the_contract_are_refused(case):
     name = "w" if case == "bf16_w" else "initial_state"
     with pytest.raises(ValueError, match=f"^GatedDeltaStates: input '{name}' must be float32, got bfloat16$"):
         launcher("GatedDeltaStates")(k, w, u, gcs, h0, 1)
+
+
+def _bad_chunk_and_head_inputs():
+    """One wrong input per case, each message derived by hand from the contract's requirements: Hv=3 value
+    heads cannot share Hk=2 key heads; T=8 tokens are NT = cdiv(8, 64) = 1 chunk of C = 64 rows, T=70 2."""
+    q, k, v, g, beta, h0 = make(1, 8, 1, 2, 16, 16, torch.float32)
+    q70, k70 = make(1, 70, 1, 2, 16, 16, torch.float32)[:2]
+    w, u, aqk, gcs = launcher("GatedDeltaPrep")(q, k, v, g, beta, 0.25, 1)
+    hs, vn, _ = launcher("GatedDeltaStates")(k, w, u, gcs, h0, 1)
+    q3, k3, v3, g3, beta3 = make(1, 8, 2, 3, 16, 16, torch.float32)[:5]
+    half = [t[:, :, :, :32] for t in (w, u)] + [gcs[..., :32]]
+    return [
+        ("GatedDeltaPrep", [q3, k3, v3, g3, beta3, 0.25, 1], "needs Hv % Hk == 0, got Hv=3, Hk=2"),
+        ("GatedDeltaStates", [k70, w, u, gcs, h0, 1], r"needs NT == cdiv\(T, 64\), got NT=1, T=70"),
+        ("GatedDeltaStates", [k, *half, h0, 1], "needs C == 64, got C=32"),
+        ("GatedDeltaOut", [q70, hs, vn, aqk, gcs, 0.25, 1], r"needs NT == cdiv\(T, 64\), got NT=1, T=70"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(4))
+def test_chunks_and_heads_outside_the_contract_are_refused(case):
+    """The kernels index the chunk tensors by T's chunk count and 64-row chunks, and key heads by
+    h // (Hv/Hk): inputs that break that are read past their ends (on the old launchers, under the
+    interpreter, 32-row chunks crashed it and 70 tokens over one chunk ran); the contract's requirements
+    refuse them by name."""
+    name, args, message = _bad_chunk_and_head_inputs()[case]
+    with pytest.raises(ValueError, match=f"^{name}: {message} "):
+        launcher(name)(*args)

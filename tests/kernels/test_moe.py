@@ -112,6 +112,16 @@ def test_unknown_path_raises():
         moe_fwd(*make(1, 8, 4, 4, torch.float32), 2, 1, path="fast")
 
 
+def test_inputs_outside_the_contract_are_refused_before_any_kernel():
+    """By hand from the contract: gate_up is [gate; up], 2 I = 8 rows beside down's I = 3 columns does not
+    fit; top_k = 5 of E = 4 experts cannot be distinct; N = 0 tokens are checked too (nothing is launched)."""
+    hidden, logits, gate_up, down = make(1, 8, 4, 4, torch.float32)
+    with pytest.raises(ValueError, match=r"^MoE: needs I2 == 2 \* I, got I2=8, I=3 "):
+        moe_fwd(hidden, logits, gate_up, down[:, :, :3], 2, 1)
+    with pytest.raises(ValueError, match="^MoE: needs 1 <= top_k <= E, got top_k=5, E=4 "):
+        moe_fwd(hidden[:0], logits[:0], gate_up, down, 5, 1)
+
+
 @pytest.mark.parametrize("dtype,ulp", [(torch.bfloat16, BF16_ULP), (torch.float16, FP16_ULP)])
 def test_16bit_within_rounding(dtype, ulp):
     """The SwiGLU intermediate is kept in the activation dtype (as transformers does), so the bound is a few

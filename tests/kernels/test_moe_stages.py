@@ -139,16 +139,17 @@ def _bad_stage_inputs():
     slots, blocks = torch.full((5 * bm,), N * k, dtype=torch.int32), torch.full((5,), E, dtype=torch.int32)
     a = {"top_k": k, "norm_topk_prob": 1, "block_m": bm}
     cases = [
-        ("MoERoute", [logits], {**a, "top_k": E + 1}, r"top_k=5 must be in \[1, 4\]"),
+        ("MoERoute", [logits], {**a, "top_k": E + 1}, "needs 1 <= top_k <= E, got top_k=5, E=4"),
         ("MoEAlign", [logits, ids[:-1]], a, "input 'topk_ids' has N=2, but an earlier input has N=3"),
-        ("MoEGateUp", [hidden, gate_up, slots, blocks], {**a, "block_m": 8}, "block_m=8 must be a multiple of 16"),
+        ("MoEGateUp", [hidden, gate_up, slots, blocks], {**a, "block_m": 8}, "16 <= block_m, got block_m=8"),
+        ("MoEGateUp", [hidden, gate_up, slots, blocks], {**a, "block_m": 24}, "needs block_m % 16 == 0, got"),
         ("MoEGateUp", [hidden, gate_up[:, :, :-1], slots, blocks], a, "input 'gate_up' has H=31"),
-        ("MoEGateUp", [hidden, gate_up, slots[:-1], blocks], a, "slot_pair has 79 slots, 5 blocks of 16 need 80"),
-        ("MoEGateUp", [hidden, gate_up[:, :-1], slots, blocks], a, "gate_up has I2=31 rows"),
+        ("MoEGateUp", [hidden, gate_up, slots[:-1], blocks], a, r"S == NB \* block_m, got S=79, NB=5,"),
+        ("MoEGateUp", [hidden, gate_up[:, :-1], slots, blocks], a, "needs I2 % 2 == 0, got I2=31"),
         ("MoEDown", [torch.zeros(80, I), down[:, :, :-1], slots, blocks, w], a, "input 'down' has I=15"),
-        ("MoEDown", [torch.zeros(80, I), down, slots, blocks[:-1], w], a, "slot_pair has 80 slots, 4 blocks"),
+        ("MoEDown", [torch.zeros(80, I), down, slots, blocks[:-1], w], a, "got S=80, NB=4, block_m=16"),
         ("MoEPairGateUp", [hidden, logits[:-1], gate_up], a, "input 'router_logits' has N=2"),
-        ("MoEPairGateUp", [hidden, logits, gate_up], {**a, "top_k": 0}, r"top_k=0 must be in \[1, 4\]"),
+        ("MoEPairGateUp", [hidden, logits, gate_up], {**a, "top_k": 0}, "1 <= top_k <= E, got top_k=0, E=4"),
         ("MoEPairDown", [torch.zeros(N, k, I), down, ids, w[:, :-1]], {}, "input 'topk_weights' has K=1"),
         # dtypes other than the contract's (its TensorRT plugin refuses them): int64 is what torch.topk returns
         ("MoEAlign", [logits, ids.long()], a, "input 'topk_ids' must be int32, got int64"),

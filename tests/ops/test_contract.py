@@ -4,18 +4,28 @@ import pytest
 
 from deploykit.ops.contract import (
     ALL_OPS,
+    CAUSAL_CONV1D,
+    GATED_DELTA_OUT,
+    GATED_DELTA_PREP,
     GATED_DELTA_RULE,
+    GATED_DELTA_STATES,
+    MOE,
     MOE_ALIGN,
     MOE_DOWN,
+    MOE_GATE_UP,
     MOE_PAIR_DOWN,
     MOE_PAIR_GATE_UP,
+    MOE_ROUTE,
     STAGE_OPS,
     AttributeSpec,
     OperatorArith,
     OpSpec,
     TensorSpec,
     dim_expr_names,
+    requirement_holds,
+    requirement_names,
 )
+from deploykit.planner.models import catalog
 
 
 def test_derived_dims_by_hand():
@@ -79,7 +89,7 @@ def test_symbolic_arithmetic_goes_through_the_adapter():
     assert calls == ["cdiv", "min"]
 
 
-@pytest.mark.parametrize("expr", ["I2 / 2", "max(N, 1)", "N ** 2", "1.5 * N", "N if N else 1"])
+@pytest.mark.parametrize("expr", ["I2 / 2", "max(N, 1)", "N ** 2", "1.5 * N", "N if N else 1", "I2 % 2"])
 def test_expressions_outside_the_grammar_are_rejected(expr):
     with pytest.raises(ValueError, match="outside the grammar"):
         dim_expr_names(expr)
@@ -122,3 +132,86 @@ def test_dtype_rule_by_hand():
         MOE_PAIR_DOWN.check_dtypes(["float16", "float16", "int64", "float32"])
     with pytest.raises(ValueError, match="^MoEPairDown: input 'down' must be float16, as 'inter', got float32$"):
         MOE_PAIR_DOWN.check_dtypes(["float16", "float32", "int32", "float32"])
+
+
+def test_requirements_by_hand():
+    """Values worked out by hand; % is a requirement's only (no symbolic adapter has a modulo)."""
+    assert requirement_names("1 <= top_k <= E") == ["top_k", "E"]
+    assert requirement_names("S == NB * block_m") == ["S", "NB", "block_m"]
+    assert requirement_holds("1 <= top_k <= E", {"top_k": 4, "E": 4})
+    assert not requirement_holds("1 <= top_k <= E", {"top_k": 0, "E": 4})
+    assert not requirement_holds("1 <= top_k <= E", {"top_k": 5, "E": 4})
+    assert requirement_holds("Hv % Hk == 0", {"Hv": 32, "Hk": 16})
+    assert not requirement_holds("Hv % Hk == 0", {"Hv": 48, "Hk": 32})
+    assert requirement_holds("NT == cdiv(T, 64)", {"NT": 2, "T": 65})
+    assert not requirement_holds("NT == cdiv(T, 64)", {"NT": 2, "T": 64})
+    assert requirement_holds("S == NB * block_m", {"S": 112, "NB": 7, "block_m": 16})
+
+
+@pytest.mark.parametrize(
+    "expr", ["Hv % Hk", "Hv != Hk", "Hv / Hk == 2", "Hv == Hk or Hk == 1", "max(Hv, 1) == 1"],
+    ids=["not a comparison", "!=", "/", "or", "max"],
+)
+def test_requirements_outside_their_grammar_are_rejected(expr):
+    with pytest.raises(ValueError, match="not a comparison|outside the grammar"):
+        requirement_names(expr)
+
+
+def test_a_requirement_must_read_bound_names():
+    with pytest.raises(ValueError, match=r"requirement 'N % J == 0' reads unknown names \['J'\]"):
+        OpSpec(name="X", torch_name="x", version=1, inputs=(TensorSpec(name="a", dims=("N",), dtype="T"),),
+               outputs=(TensorSpec(name="b", dims=("N",), dtype="T"),), attributes=(),
+               requires=(("N % J == 0", "why"),))
+
+
+def test_requirements_are_checked_only_on_concrete_dims():
+    """The fakes, ONNX inference and TensorRT (check=False) give shapes; a launcher (check=True) refuses."""
+    assert MOE_ROUTE.infer_shapes([(3, 4)], {"top_k": 5}) == [(3, 5), (3, 5)]
+    with pytest.raises(ValueError, match="^MoERoute: needs 1 <= top_k <= E, got top_k=5, E=4 "):
+        MOE_ROUTE.infer_shapes([(3, 4)], {"top_k": 5}, check=True)
+
+
+def _qwen35_inputs(text, N: int = 64, T: int = 100, B: int = 2):
+    """Every contract op's input shapes for one checkpoint, from its config.json fields alone (not from the
+    contract): N tokens for MoE, B sequences of T tokens for Gated DeltaNet."""
+    hk, hv = text.linear_num_key_heads, text.linear_num_value_heads
+    dk, dv, kw = text.linear_key_head_dim, text.linear_value_head_dim, text.linear_conv_kernel_dim
+    conv_channels = 2 * hk * dk + hv * dv  # conv_dim = 2 key_dim + value_dim (qwen35.md section 3)
+    nt = -(-T // 64)
+    qk, v, gb = (B, T, hk, dk), (B, T, hv, dv), (B, T, hv)
+    chunk = (B, hv, nt, 64)
+    shapes = {
+        GATED_DELTA_RULE: [qk, qk, v, gb, gb, (B, hv, dk, dv)],
+        CAUSAL_CONV1D: [(B, conv_channels, T), (B, conv_channels, kw - 1), (conv_channels, kw)],
+        GATED_DELTA_PREP: [qk, qk, v, gb, gb],
+        GATED_DELTA_STATES: [qk, (*chunk, dk), (*chunk, dv), chunk, (B, hv, dk, dv)],
+        GATED_DELTA_OUT: [qk, (B, hv, nt, dk, dv), (*chunk, dv), (*chunk, 64), chunk],
+    }
+    if text.num_experts:
+        E, k = text.num_experts, text.num_experts_per_tok
+        H, inter = text.hidden_size, text.moe_intermediate_size
+        nb = -(-N * k // 16) + min(E, N * k)  # MoEAlign's bound at block_m = 16, by hand
+        pairs, slots, blocks = (N, k), (nb * 16,), (nb,)
+        shapes |= {
+            MOE: [(N, H), (N, E), (E, 2 * inter, H), (E, H, inter)],
+            MOE_ROUTE: [(N, E)],
+            MOE_ALIGN: [(N, E), pairs],
+            MOE_PAIR_GATE_UP: [(N, H), (N, E), (E, 2 * inter, H)],
+            MOE_PAIR_DOWN: [(N, k, inter), (E, H, inter), pairs, pairs],
+            MOE_GATE_UP: [(N, H), (E, 2 * inter, H), slots, blocks],
+            MOE_DOWN: [(nb * 16, inter), (E, H, inter), slots, blocks, pairs],
+        }
+    return shapes, {"top_k": text.num_experts_per_tok or 1, "block_m": 16}
+
+
+@pytest.mark.parametrize("spec", catalog(), ids=lambda s: s.name)
+def test_every_shipped_checkpoint_meets_every_requirement(spec):
+    """A requirement too strict would refuse a real model: every Qwen3.5 checkpoint's shapes pass every check
+    of every op it uses; the same shapes with one more value head than the key heads divide do not."""
+    shapes, attrs = _qwen35_inputs(spec.text)
+    for op, inputs in shapes.items():
+        assert len(op.infer_shapes(inputs, attrs, check=True)) == len(op.outputs), op.name
+    bad = spec.text.model_copy(update={"linear_num_value_heads": spec.text.linear_num_value_heads + 1})
+    inputs = _qwen35_inputs(bad)[0][GATED_DELTA_RULE]
+    with pytest.raises(ValueError, match="^GatedDeltaRule: needs Hv % Hk == 0"):
+        GATED_DELTA_RULE.infer_shapes(inputs, attrs, check=True)
