@@ -45,7 +45,7 @@ consumer; ids and slots are int32.
 from __future__ import annotations
 
 import ast
-import operator
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -89,7 +89,6 @@ class OperatorArith:
     sub = staticmethod(lambda a, b: a - b)
     mul = staticmethod(lambda a, b: a * b)
     floordiv = staticmethod(lambda a, b: a // b)
-    mod = staticmethod(lambda a, b: a % b)  # requirements only (concrete ints): dim_expr_names refuses %
 
     def cdiv(self, a, b):
         return -(-a // b) if isinstance(a, int) and isinstance(b, int) or self._cdiv is None else self._cdiv(a, b)
@@ -103,8 +102,8 @@ _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.FloorDiv: "floor
 _CALLS = ("cdiv", "min")
 # A requirement (OpSpec.requires) is a chain of comparisons of dim expressions, which may also take a % b:
 # it is evaluated on concrete ints only, so no symbolic adapter needs a modulo (TensorRT's has none).
-_COMPARES = {ast.Eq: operator.eq, ast.LtE: operator.le, ast.Lt: operator.lt}
-_REQUIREMENT_BINOPS = {**_BINOPS, ast.Mod: "mod"}
+_COMPARES = (ast.Eq, ast.LtE, ast.Lt)
+_REQUIREMENT_BINOPS = (*_BINOPS, ast.Mod)
 
 
 def _walk_names(node: ast.AST, expr: str, binops, names: set[str]) -> None:
@@ -127,43 +126,48 @@ def dim_expr_names(expr: str) -> set[str]:
     return names
 
 
-def requirement_names(expr: str) -> list[str]:
-    """Names a requirement reads, in reading order; raises ValueError outside its grammar: dim expressions
-    (and a % b) joined by ==, <= or <, e.g. "Hv % Hk == 0", "1 <= top_k <= E"."""
-    node = ast.parse(expr, mode="eval").body
-    if not (isinstance(node, ast.Compare) and all(type(op) in _COMPARES for op in node.ops)):
+@cache
+def _compile_requirement(expr: str) -> tuple[Any, tuple[str, ...]]:
+    """(code, names in reading order), once per requirement: a launcher checks them on every call."""
+    tree = ast.parse(expr, mode="eval")
+    node = tree.body
+    if not (isinstance(node, ast.Compare) and all(isinstance(op, _COMPARES) for op in node.ops)):
         raise ValueError(f"requirement {expr!r}: not a comparison (==, <=, <) of dim expressions")
     names: set[str] = set()
     for side in (node.left, *node.comparators):
         _walk_names(side, expr, _REQUIREMENT_BINOPS, names)
     ordered = [n.id for n in ast.walk(node) if isinstance(n, ast.Name) and n.id in names]
-    return list(dict.fromkeys(ordered))
+    return compile(tree, f"<requirement {expr}>", "eval"), tuple(dict.fromkeys(ordered))
 
 
-def _eval_node(node: ast.AST, env: dict[str, Any], arith: Any) -> Any:
-    if isinstance(node, ast.BinOp):
-        return getattr(arith, _REQUIREMENT_BINOPS[type(node.op)])(_eval_node(node.left, env, arith),
-                                                                 _eval_node(node.right, env, arith))
-    if isinstance(node, ast.Call):
-        a, b = (_eval_node(arg, env, arith) for arg in node.args)
-        return getattr(arith, node.func.id)(a, b)
-    if isinstance(node, ast.Name):
-        return env[node.id]
-    return arith.const(node.value)
+def requirement_names(expr: str) -> list[str]:
+    """Names a requirement reads, in reading order; raises ValueError outside its grammar: dim expressions
+    (and a % b) joined by ==, <= or <, e.g. "Hv % Hk == 0", "1 <= top_k <= E"."""
+    return list(_compile_requirement(expr)[1])
 
 
 def eval_dim(expr: str, env: dict[str, Any], arith: Any = INT_ARITH) -> Any:
     """Value of a dim expression, names looked up in `env` (already in `arith`'s domain)."""
+
+    def ev(node: ast.AST) -> Any:
+        if isinstance(node, ast.BinOp):
+            return getattr(arith, _BINOPS[type(node.op)])(ev(node.left), ev(node.right))
+        if isinstance(node, ast.Call):
+            return getattr(arith, node.func.id)(ev(node.args[0]), ev(node.args[1]))
+        if isinstance(node, ast.Name):
+            return env[node.id]
+        return arith.const(node.value)
+
     dim_expr_names(expr)
-    return _eval_node(ast.parse(expr, mode="eval").body, env, arith)
+    return ev(ast.parse(expr, mode="eval").body)
 
 
 def requirement_holds(expr: str, env: dict[str, int]) -> bool:
-    """A requirement on concrete int dims and attributes."""
-    requirement_names(expr)
-    node = ast.parse(expr, mode="eval").body
-    sides = [_eval_node(side, env, INT_ARITH) for side in (node.left, *node.comparators)]
-    return all(_COMPARES[type(op)](a, b) for op, a, b in zip(node.ops, sides[:-1], sides[1:], strict=True))
+    """A requirement on concrete int dims and attributes: Python's own int arithmetic and comparison chain,
+    on the grammar-checked expression (no builtins but the grammar's cdiv and min)."""
+    code, names = _compile_requirement(expr)
+    scope = {"__builtins__": {}, "cdiv": INT_ARITH.cdiv, "min": min}
+    return bool(eval(code, scope, {n: env[n] for n in names}))
 
 
 class OpSpec(BaseModel):
