@@ -162,12 +162,13 @@ def eval_dim(expr: str, env: dict[str, Any], arith: Any = INT_ARITH) -> Any:
     return ev(ast.parse(expr, mode="eval").body)
 
 
+_REQUIREMENT_SCOPE = {"__builtins__": {}, "cdiv": INT_ARITH.cdiv, "min": min}  # the grammar's calls, nothing else
+
+
 def requirement_holds(expr: str, env: dict[str, int]) -> bool:
     """A requirement on concrete int dims and attributes: Python's own int arithmetic and comparison chain,
-    on the grammar-checked expression (no builtins but the grammar's cdiv and min)."""
-    code, names = _compile_requirement(expr)
-    scope = {"__builtins__": {}, "cdiv": INT_ARITH.cdiv, "min": min}
-    return bool(eval(code, scope, {n: env[n] for n in names}))
+    on the grammar-checked expression."""
+    return bool(eval(_compile_requirement(expr)[0], _REQUIREMENT_SCOPE, env))
 
 
 class OpSpec(BaseModel):
