@@ -230,7 +230,9 @@ def contract_descriptors(spec, inputs: list, act_dtype, fp32_dtype, from_shape_e
     fake = dims[0][0]
     if getattr(fake, "is_fake", False):
         shapes = [(fake,) * len(o.dims) for o in spec.outputs]
-    else:
+    else:  # an ahead-of-time kernel checks nothing when it runs: refuse here what its launcher would refuse
+        spec.check_static([[int(e.constant_value()) if is_build_time_constant(e) else None for e in s]
+                           for s in dims], attrs)
         shapes = spec.infer_shapes(dims, attrs, arith)
     by_name = {"T": act_dtype, "float32": fp32_dtype, "int32": int32_dtype}
     return tuple(from_shape_expr(tuple(shape), by_name[o.dtype])

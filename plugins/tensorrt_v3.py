@@ -173,8 +173,11 @@ def make_plugin_class(trt, spec: OpSpec):
             return [getattr(trt.DataType, n) for n in names]
 
         def get_output_shapes(self, inputs, shape_inputs, expr_builder):
-            shapes = spec.infer_shapes([[d[a] for a in range(len(d))] for d in inputs], self.attrs,
-                                       ExprArith(trt, expr_builder))  # the contract's one shape rule (and ranks)
+            dims = [[d[a] for a in range(len(d))] for d in inputs]
+            # what the launcher would refuse when the engine runs, refused where it is built (model dims)
+            fixed = [[e.get_constant_value() if e.is_constant() else None for e in s] for s in dims]
+            spec.check_static(fixed, self.attrs)
+            shapes = spec.infer_shapes(dims, self.attrs, ExprArith(trt, expr_builder))  # THE rule (and ranks)
             outs = []
             for shape in shapes:
                 d = trt.DimsExprs(len(shape))

@@ -74,14 +74,34 @@ class BuildResult:
 
 
 def _load_graph(path: Path):
-    """The ONNX model without its weights (external data stays on disk)."""
+    """The ONNX model without its weights (external data stays on disk), its fixed dims checked."""
     import onnx
 
     try:
-        return onnx.load(str(path), load_external_data=False)
+        model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf's DecodeError / ParseError: not an ONNX file at all
         raise DeployKitError(f"{path.name} is not an ONNX model ({type(exc).__name__})",
                              "pass the model.onnx of a `deploykit export` folder") from None
+    _check_contract_dims(model, path)
+    return model
+
+
+def _check_contract_dims(model, path: Path) -> None:
+    """What the kernels would refuse, on the dims the graph fixes (`OpSpec.check_static`, which the deploykit
+    schemas' shape inference runs), as one line before TensorRT sees it. TensorRT's parser would refuse it
+    too, through the plugins' own check, but as "Invalid Node" with a traceback on stderr (TensorRT for RTX
+    1.7.1)."""
+    import onnx
+
+    from deploykit.export.schemas import register_schemas
+
+    register_schemas()
+    try:
+        onnx.shape_inference.infer_shapes(model)
+    except ValueError as exc:  # the contract's message: op, requirement, values, why
+        raise DeployKitError(f"{path.name} cannot be built: {exc}",
+                             "its dims break the op contract (docs/model.md): fix them, or export the model "
+                             "again with `deploykit export`") from None
 
 
 def _all_nodes(graph) -> Iterator:

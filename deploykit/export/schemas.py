@@ -11,7 +11,7 @@ import onnx
 from onnx import TensorProto
 from onnx.defs import OpSchema
 
-from deploykit.ops.contract import DOMAIN, PLUGIN_OPS, AttributeSpec, OpSpec
+from deploykit.ops.contract import DOMAIN, KNOWN_INT_ARITH, PLUGIN_OPS, AttributeSpec, OpSpec
 
 # TensorRT's ONNX parser looks plugins up by (op_type, plugin_version, plugin_namespace). The namespace
 # attribute also makes a registered plugin win over the model-local function body (verified with
@@ -52,21 +52,6 @@ def _param(t) -> OpSchema.FormalParameter:
     return OpSchema.FormalParameter(t.name, type_str, f"{list(t.dims)} {t.doc}".strip())
 
 
-class _OnnxDimArith:
-    """Derived dims on ONNX dims: ints (dim_value) compute; a symbolic (dim_param) or unknown operand makes the
-    result unknown (None). A dim that is an input dim keeps its dim_param (it is copied, not computed)."""
-
-    @staticmethod
-    def const(v):
-        return int(v)
-
-    def _op(fn):
-        return staticmethod(lambda a, b: fn(a, b) if isinstance(a, int) and isinstance(b, int) else None)
-
-    add, sub, mul = _op(lambda a, b: a + b), _op(lambda a, b: a - b), _op(lambda a, b: a * b)
-    floordiv, cdiv, min = _op(lambda a, b: a // b), _op(lambda a, b: -(-a // b)), _op(min)
-
-
 def _dim_value(dim):
     if dim.HasField("dim_value"):
         return dim.dim_value
@@ -93,10 +78,13 @@ def _inference_function(spec: OpSpec):
         ]
         act = in_types[first_t].tensor_type.elem_type
         have_shapes = all(t.tensor_type.HasField("shape") for t in in_types)
-        shapes = spec.infer_shapes(
-            [tuple(_dim_value(d) for d in t.tensor_type.shape.dim) for t in in_types],
-            _node_int_attributes(spec, ctx), _OnnxDimArith(),
-        ) if have_shapes else [None] * len(spec.outputs)
+        if have_shapes:
+            dims = [tuple(_dim_value(d) for d in t.tensor_type.shape.dim) for t in in_types]
+            attrs = _node_int_attributes(spec, ctx)
+            spec.check_static(dims, attrs)  # what its kernels would refuse, on the dims fixed in the graph
+            shapes = spec.infer_shapes(dims, attrs, KNOWN_INT_ARITH)  # a dim_param is copied, not computed
+        else:
+            shapes = [None] * len(spec.outputs)
         for o, (out, shape) in enumerate(zip(spec.outputs, shapes, strict=True)):
             tp = onnx.TypeProto()
             tp.tensor_type.elem_type = act if out.dtype == "T" else _FIXED_TYPES[out.dtype][1]

@@ -5,7 +5,8 @@ inputs, outputs, attributes, dtypes and shape rules.
 Every output dimension is named by a symbol that also names an input dimension, so one rule answers
 "what is the output shape?" for the torch fake implementation, ONNX shape inference and the TensorRT
 plugin's `get_output_shapes` alike (see `output_dims`). What the dims cannot say and a kernel relies on
-(Hv a multiple of Hk, S = NB * block_m, ...) is each op's `requires`, which every launcher checks.
+(Hv a multiple of Hk, S = NB * block_m, ...) is each op's `requires`, which every launcher checks, and
+ONNX shape inference and the TensorRT descriptors check on the dims a graph fixes (`check_static`).
 
 Symbols: B batch, T new tokens, Hk key heads, Hv value heads, Dk key head dim, Dv value head dim,
 C conv channels, K conv kernel width, N tokens (flattened batch x time), H hidden size, E experts,
@@ -98,6 +99,24 @@ class OperatorArith:
 
 
 INT_ARITH = OperatorArith()
+
+
+class KnownIntArith:
+    """Ints compute; an operand that is not an int (a symbolic ONNX dim, a dim unknown there, a dynamic dim to
+    `OpSpec.check_static`) makes the result unknown (None)."""
+
+    @staticmethod
+    def const(v):
+        return int(v)
+
+    def _op(fn):
+        return staticmethod(lambda a, b: fn(a, b) if isinstance(a, int) and isinstance(b, int) else None)
+
+    add, sub, mul = _op(lambda a, b: a + b), _op(lambda a, b: a - b), _op(lambda a, b: a * b)
+    floordiv, cdiv, min = _op(lambda a, b: a // b), _op(lambda a, b: -(-a // b)), _op(min)
+
+
+KNOWN_INT_ARITH = KnownIntArith()
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.FloorDiv: "floordiv"}
 _CALLS = ("cdiv", "min")
 # A requirement (OpSpec.requires) is a chain of comparisons of dim expressions, which may also take a % b:
@@ -283,23 +302,50 @@ class OpSpec(BaseModel):
         dim is computed with `arith`. `check` (concrete int dims only: a launcher's, whose kernel trusts
         them): a symbol that another input gives another size, or a failed requirement (`requires`), is a
         ValueError that names both sizes, or the requirement, its values and why it is needed."""
+        env = self._bind(input_shapes, attrs, arith, check)
+        if check:
+            self._check_requirements(env, known_only=False)
+        return [tuple(env[d] for d in out.dims) for out in self.outputs]
+
+    def check_static(self, input_shapes: list[tuple], attrs: dict[str, Any] | None = None) -> None:
+        """A launcher's checks where a graph is built, on the dims fixed there: the ints of `input_shapes`
+        (anything else, e.g. a dynamic token count, is not known yet). Sizes that disagree, and every
+        requirement whose dims are all known, raise infer_shapes' ValueError. The ONNX schema and both
+        TensorRT registrations run it, so a graph its kernels would refuse fails at export or build, not
+        in a running engine (an ahead-of-time kernel checks nothing)."""
+        static = [tuple(d if isinstance(d, int) else None for d in shape) for shape in input_shapes]
+        self._check_requirements(self._bind(static, attrs, KNOWN_INT_ARITH, check=True), known_only=True)
+
+    def _bind(self, input_shapes: list[tuple], attrs: dict[str, Any] | None, arith: Any,
+              check: bool) -> dict[str, Any]:
+        """Every symbol's value: input dims, then (where needed) int attributes and derived dims."""
         self.check_ranks(input_shapes)
         env: dict[str, Any] = {}
+        unknown = False
         for spec, shape in zip(self.inputs, input_shapes, strict=True):
             for sym, size in zip(spec.dims, shape, strict=True):
+                if size is None:  # unknown here (an ONNX dim without value or name): another input may know it
+                    unknown = True
+                    continue
                 if check and sym in env and env[sym] != size:
                     raise ValueError(f"{self.name}: input '{spec.name}' has {sym}={size}, "
                                      f"but an earlier input has {sym}={env[sym]}")
                 env.setdefault(sym, size)
+        if unknown:  # known to no input: unknown in the outputs too
+            env.update({sym: None for t in self.inputs for sym in t.dims if sym not in env})
         if self.derived or (check and self.requires):
             env.update({k: arith.const(v) for k, v in self.int_attributes(attrs).items() if k not in env})
             for sym, expr in self.derived:
                 env[sym] = eval_dim(expr, env, arith)
-        for expr, why in self.requires if check else ():
+        return env
+
+    def _check_requirements(self, env: dict[str, Any], known_only: bool) -> None:
+        for expr, why in self.requires:
+            if known_only and not all(isinstance(env[n], int) for n in requirement_names(expr)):
+                continue
             if not requirement_holds(expr, env):
                 values = ", ".join(f"{n}={env[n]}" for n in requirement_names(expr))
                 raise ValueError(f"{self.name}: needs {expr}, got {values} ({why})")
-        return [tuple(env[d] for d in out.dims) for out in self.outputs]
 
 
 def _t(name: str, dims: str, dtype: DType = "T", doc: str = "") -> TensorSpec:

@@ -29,7 +29,7 @@ def render_op(spec: OpSpec) -> str:
         lines += ["", "Derived output dims: " + "; ".join(f"`{sym} = {expr}`" for sym, expr in spec.derived) + "."]
     if spec.requires:
         checks = "; ".join(f"`{expr}` ({why})" for expr, why in spec.requires)
-        lines += ["", f"Requires (every launcher checks): {checks}."]
+        lines += ["", f"Requires (every launcher checks; a build, on the fixed dims): {checks}."]
     lines += ["", "| attribute | type | default | note |", "|---|---|---|---|"]
     for a in spec.attributes:
         default = "required" if a.default is None else f"`{a.default!r}`"

@@ -52,7 +52,8 @@ def moe_desc(
     norm_topk_prob: int,
 ) -> trtp.TensorDesc:
     return contract_descriptors(
-        MOE, [hidden, router_logits, gate_up, down], hidden.dtype, trt.float32, trtp.from_shape_expr
+        MOE, [hidden, router_logits, gate_up, down], hidden.dtype, trt.float32, trtp.from_shape_expr,
+        {"top_k": top_k, "norm_topk_prob": norm_topk_prob},  # top_k: its requirement is checked here
     )[0]
 
 

@@ -173,7 +173,11 @@ def make_bridge_creator(trt, qdp_creator, records: list):
             return self.qdp.get_output_data_types(input_types, self.ranks)
 
         def get_output_shapes(self, inputs, shape_inputs, expr_builder):
-            outs = self.qdp.get_output_shapes(inputs, shape_inputs, expr_builder)
+            try:
+                outs = self.qdp.get_output_shapes(inputs, shape_inputs, expr_builder)
+            except Exception as exc:  # our register function refused the node: the test reads why
+                records.append({"op": self.plugin_name, "refused": f"{type(exc).__name__}: {exc}"})
+                raise
             record = {"op": self.plugin_name, "attrs": dict(self.qdp.attrs), "jit": not hasattr(self.qdp, "get_kernel")}
             try:
                 if record["jit"]:  # deploykit::MoE: shapes and types only (its impl runs on a GPU)

@@ -76,3 +76,18 @@ def test_aot_plugins_refusals_are_one_line_errors(backend, save, capsys):
     assert main(["build", str(path), "--max-tokens", "8"]) == 0  # the IPluginV3 creators are back in place
     stamp = json.loads((path.parent / "model.sm89.engine.json").read_text())
     assert stamp["plugin_kind"] == "python" and stamp["plugin_layers"] == 2
+
+
+def test_dims_the_kernels_refuse_are_one_line_errors(backend, save, capsys):
+    """Fixed dims that break a contract requirement are refused before TensorRT parses the graph, with the op,
+    the requirement, its values and why, with and without the lowering flags; nothing is written."""
+    cases = [({"Hv": 3}, [], "GatedDeltaRule: needs Hv % Hk == 0, got Hv=3, Hk=2"),
+             ({"Hv": 3}, ["--gdn-stages"], "GatedDeltaRule: needs Hv % Hk == 0, got Hv=3, Hk=2"),
+             ({"I": 5}, ["--moe-stages"], "MoE: needs I2 == 2 * I, got I2=12, I=5")]
+    for dims, extra, message in cases:
+        path = save(contract_model(dims=dims))
+        assert main(["build", str(path), "--max-tokens", "8", *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert err.startswith("error: model.onnx cannot be built: " + message), err
+        assert "break the op contract" in err and err.count("\n") == 1, err
+        assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx"]

@@ -116,7 +116,7 @@ def test_head_dims_the_stage_kernels_do_not_take_are_refused():
     not a failed build."""
     model = _gdn_model()
     for vi in model.graph.input:
-        if vi.name in ("q", "k"):
-            vi.type.tensor_type.shape.dim[3].dim_value = 24
+        if vi.name in ("q", "k", "initial_state"):  # [B, T, Hk, Dk] twice, [B, Hv, Dk, Dv]
+            vi.type.tensor_type.shape.dim[3 if vi.name != "initial_state" else 2].dim_value = 24
     with pytest.raises(DeployKitError, match="has Dk = 24; its stage kernels need power-of-two head dims"):
         lower_gdn(model, 1, 128)

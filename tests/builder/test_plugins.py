@@ -123,3 +123,21 @@ def test_plugin_rejects_dtypes_outside_the_contract(backend, save, bad):
     with pytest.raises(DeployKitError, match="could not build.*supported plugin"):
         build_engine(path, options=BuildOptions(profiles=STATIC))
     assert sorted(p.name for p in path.parent.iterdir()) == ["model.onnx"]  # nothing partial written
+
+
+def test_the_plugins_refuse_fixed_dims_their_launchers_refuse(backend, save, capfd):
+    """Without deploykit's own check before it (a graph parsed by another tool that registers these plugins),
+    the plugin's get_output_shapes refuses what the launcher would refuse when the engine runs."""
+    from deploykit.build.registration import plugins_registered
+    from deploykit.build.trt_backend import TrtLog
+
+    path = save(contract_model(dims={"Hv": 3}))  # 3 value heads over 2 key heads
+    trt = backend.trt
+    with plugins_registered(backend, True):
+        logger = backend.logger(TrtLog())  # TensorRT holds raw pointers: keep each object alive
+        builder = trt.Builder(logger)
+        network = backend.create_network(builder)
+        parser = trt.OnnxParser(network, logger)
+        assert not parser.parse_from_file(str(path))
+    assert parser.get_error(0).node_operator() == "GatedDeltaRule"
+    assert "GatedDeltaRule: needs Hv % Hk == 0, got Hv=3, Hk=2" in capfd.readouterr().err  # printed by TensorRT

@@ -90,6 +90,20 @@ CASES = {  # name -> (model, what the launcher is told beyond the attributes)
                                         {"activation": "none"}, "float16"),
 }
 
+# Nodes whose fixed dims their launchers would refuse: an ahead-of-time kernel checks nothing when it runs, so
+# the register function refuses them when the engine is built. name -> (model, what it is refused for)
+REFUSED = {
+    "gdn_heads": (lambda: _node_model(GATED_DELTA_RULE, {**GDN_DIMS, "Hv": 3, "T": "T"}, GDN_ATTRS,
+                                      "float16"),
+                  "GatedDeltaRule: needs Hv % Hk == 0, got Hv=3, Hk=2"),
+    "gdn_states_chunk": (lambda: _node_model(GATED_DELTA_STATES, {**GDN_DIMS, "T": "T", "NT": "NT", "C": 32},
+                                             {"use_qk_l2norm": 1}, "float16"),
+                         "GatedDeltaStates: needs C == 64, got C=32"),
+    "moe_jit_top_k": (lambda: _node_model(MOE, {"N": "N", "H": 32, "E": 8, "I2": 32, "I": 16},
+                                          {"top_k": 9, "norm_topk_prob": 1}, "bfloat16"),
+                      "MoE: needs 1 <= top_k <= E, got top_k=9, E=8"),
+}
+
 
 @pytest.fixture(scope="module")
 def bridged(tmp_path_factory):
@@ -98,7 +112,7 @@ def bridged(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("qdp")
     paths = {}
-    for name, make in CASES.items():
+    for name, make in {**CASES, **{k: make for k, (make, _) in REFUSED.items()}}.items():
         paths[name] = str(folder / f"{name}.onnx")
         onnx.save(make(), paths[name])
     out = folder / "records.json"
@@ -123,6 +137,14 @@ def _described(rec) -> list[dict]:
 
 def _created(rec) -> list[dict]:
     return [r for r in rec["records"] if "fields" in r]
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED))
+def test_the_plugins_refuse_fixed_dims_their_launchers_refuse(bridged, case):
+    rec = bridged[case]
+    assert not rec["parsed"], rec["log"]
+    refused = [r["refused"] for r in rec["records"] if "refused" in r]
+    assert refused and refused[0].startswith("ValueError: " + REFUSED[case][1]), refused
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -137,3 +137,18 @@ def test_schema_shape_inference_rejects_a_wrong_rank():
             {"scale": 0.5},
             [["B", "T", 2, 4], ["B", "T", 2, 4], ["B", "T", 4, 3], ["B", "T", 4], ["B", "T", 4], ["B", 4, 4]],
         )
+
+
+def test_schema_shape_inference_refuses_fixed_dims_the_kernels_refuse():
+    """The exporter's check_model runs the schemas' inference, which runs the launchers' checks on the dims the
+    graph fixes (OpSpec.check_static): three value heads over two key heads are refused by name; the same graph
+    with the head counts left as names is not, as nothing about them is known yet."""
+    def shapes(hk, hv):
+        qk, gb = ["B", "T", hk, 4], ["B", "T", hv]
+        return [qk, qk, ["B", "T", hv, 3], gb, gb, ["B", hv, 4, 3]]
+
+    with pytest.raises(ValueError, match=r"GatedDeltaRule: needs Hv % Hk == 0, got Hv=3, Hk=2"):
+        _single_node_model(GATED_DELTA_RULE, gated_delta_rule_function, {"scale": 0.5}, shapes(2, 3))
+    model = _single_node_model(GATED_DELTA_RULE, gated_delta_rule_function, {"scale": 0.5}, shapes("Hk", "Hv"))
+    final = onnx.shape_inference.infer_shapes(model, strict_mode=True).graph.output[1]
+    assert [d.dim_param or d.dim_value for d in final.type.tensor_type.shape.dim] == ["B", "Hv", 4, 3]

@@ -165,10 +165,43 @@ def test_a_requirement_must_read_bound_names():
 
 
 def test_requirements_are_checked_only_on_concrete_dims():
-    """The fakes, ONNX inference and TensorRT (check=False) give shapes; a launcher (check=True) refuses."""
+    """infer_shapes without check (the fakes, ONNX inference and TensorRT: their build-time check is
+    check_static's) gives shapes; a launcher's (check=True) refuses."""
     assert MOE_ROUTE.infer_shapes([(3, 4)], {"top_k": 5}) == [(3, 5), (3, 5)]
     with pytest.raises(ValueError, match="^MoERoute: needs 1 <= top_k <= E, got top_k=5, E=4 "):
         MOE_ROUTE.infer_shapes([(3, 4)], {"top_k": 5}, check=True)
+
+
+def test_check_static_decides_what_the_fixed_dims_decide():
+    """A graph fixes the model dims (heads, head dims, experts, widths) but not batch or tokens: a requirement
+    on fixed dims is checked where the graph is built, one that reads a dynamic dim is left to the launcher."""
+    qk, gb3 = ("B", "T", 2, 8), ("B", "T", 3)
+    with pytest.raises(ValueError, match=r"^GatedDeltaRule: needs Hv % Hk == 0, got Hv=3, Hk=2 \(each key"):
+        GATED_DELTA_RULE.check_static([qk, qk, ("B", "T", 3, 8), gb3, gb3, ("B", 3, 8, 8)])
+    k, state = ("B", "T", 2, 16), ("B", 4, 16, 8)
+    chunk = ("B", 4, "NT", 64)  # T and NT dynamic: NT == cdiv(T, 64) cannot be decided yet; C == 64 can
+    GATED_DELTA_STATES.check_static([k, (*chunk, 16), (*chunk, 8), chunk, state])
+    half = ("B", 4, "NT", 32)
+    with pytest.raises(ValueError, match=r"^GatedDeltaStates: needs C == 64, got C=32 "):
+        GATED_DELTA_STATES.check_static([k, (*half, 16), (*half, 8), half, state])
+    one = (2, 4, 1, 64)  # 70 tokens fixed: 2 chunks, not 1
+    with pytest.raises(ValueError, match=r"^GatedDeltaStates: needs NT == cdiv\(T, 64\), got NT=1, T=70 "):
+        GATED_DELTA_STATES.check_static([(2, 70, 2, 16), (*one, 16), (*one, 8), one, (2, 4, 16, 8)])
+
+
+def test_check_static_compares_fixed_sizes_only():
+    """Two inputs that fix one symbol to two sizes are refused; names (dynamic dims) are never compared, since
+    two names may still be one size when the engine runs."""
+    moe = [("N", 16), ("M", 4), (4, 12, 16), (4, 16, 6)]
+    MOE.check_static(moe, {"top_k": 2})
+    with pytest.raises(ValueError, match="^MoE: input 'down' has H=32, but an earlier input has H=16$"):
+        MOE.check_static([*moe[:3], (4, 32, 6)], {"top_k": 2})
+    with pytest.raises(ValueError, match=r"^MoE: needs I2 == 2 \* I, got I2=12, I=5 "):
+        MOE.check_static([*moe[:3], (4, 16, 5)], {"top_k": 2})
+    with pytest.raises(ValueError, match="^MoE: needs 1 <= top_k <= E, got top_k=5, E=4 "):
+        MOE.check_static(moe, {"top_k": 5})
+    with pytest.raises(ValueError, match="^MoE: attribute 'top_k' is required"):
+        MOE.check_static(moe)
 
 
 def _qwen35_inputs(text, N: int = 64, T: int = 100, B: int = 2):
