@@ -231,8 +231,7 @@ def contract_descriptors(spec, inputs: list, act_dtype, fp32_dtype, from_shape_e
     if getattr(fake, "is_fake", False):
         shapes = [(fake,) * len(o.dims) for o in spec.outputs]
     else:  # an ahead-of-time kernel checks nothing when it runs: refuse here what its launcher would refuse
-        spec.check_static([[int(e.constant_value()) if is_build_time_constant(e) else None for e in s]
-                           for s in dims], attrs)
+        spec.check_static([[_fixed_value(e) for e in s] for s in dims], attrs)
         shapes = spec.infer_shapes(dims, attrs, arith)
     by_name = {"T": act_dtype, "float32": fp32_dtype, "int32": int32_dtype}
     return tuple(from_shape_expr(tuple(shape), by_name[o.dtype])
@@ -245,6 +244,13 @@ def build_time_constant(expr, what: str) -> int:
     if not is_build_time_constant(expr):
         raise ValueError(f"{what} must be a build-time constant (it is a model dimension)")
     return int(expr.constant_value())
+
+
+def _fixed_value(expr) -> int | None:
+    """A dim's value where the engine is built, None if it varies (an int: a stand-in's fixed dim)."""
+    if isinstance(expr, int):
+        return expr
+    return int(expr.constant_value()) if is_build_time_constant(expr) else None
 
 
 def is_build_time_constant(expr, value: int | None = None) -> bool:

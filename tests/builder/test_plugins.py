@@ -49,7 +49,7 @@ def _draw(rng):
     hk = int(rng.integers(1, 4))
     return {"B": int(rng.integers(1, 5)), "T": int(rng.integers(1, 9)), "Hk": hk, "Hv": hk * int(rng.integers(1, 4)),
             "Dk": int(rng.choice([8, 16, 32])), "Dv": int(rng.choice([8, 16])), "N": int(rng.integers(1, 33)),
-            "H": int(rng.choice([16, 48])), "E": int(rng.integers(2, 9)), "I": 0}
+            "H": int(rng.choice([16, 48])), "E": int(rng.integers(2, 9))}
 
 
 def _torch_fake(dims, dtype):
@@ -97,9 +97,10 @@ def test_shapes_and_dtypes_agree_across_plugin_torch_fake_and_onnx_inference(bac
     trt_names = {"HALF": "float16", "BF16": "bfloat16", "FLOAT": "float32"}
     for case in range(6):
         dims = _draw(rng)
-        dims["I2"] = 2 * int(rng.integers(1, 9))
+        dims["I"] = int(rng.integers(1, 9))
+        dims["I2"] = 2 * dims["I"]  # gate_up is [gate; up] (a requirement of MoE)
         dtype = ("float16", "bfloat16", "float32")[case % 3]
-        model = contract_model(dtype, body=False, dims={k: v for k, v in dims.items() if k != "I"})
+        model = contract_model(dtype, body=False, dims=dims)
         parsed = parse_onnx(save(model, f"case{case}.onnx"), backend, plugins=True)
         assert [layer.type for layer in parsed.report.layers] == ["PLUGIN_V3", "PLUGIN_V3"]
         from_plugin = [(tuple(t.shape), trt_names[t.dtype]) for t in parsed.report.outputs]

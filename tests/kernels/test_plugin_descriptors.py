@@ -42,15 +42,17 @@ def test_descriptor_matches_torch_fake_impl(name):
         torch.empty(s[:-1], dtype=act if s[-1] == "T" else torch.float32, device="meta")
         for s in EXAMPLES[name]
     ]
+    attrs = {"GatedDeltaRule": {"scale": 0.3, "use_qk_l2norm": 1}, "CausalConv1d": {"activation": "silu"},
+             "MoE": {"top_k": 2, "norm_topk_prob": 1}}[name]
     descs = contract_descriptors(
         spec,
         [_Desc(t.shape, t.dtype) for t in tensors],
         act,
         torch.float32,
         lambda shape, dtype: (tuple(shape), dtype),
+        attrs,  # the node's: a build checks MoE's top_k against E
     )
-    attrs = {"GatedDeltaRule": (0.3, 1, "1"), "CausalConv1d": ("silu", "1"), "MoE": (2, 1, "1")}[name]
-    fake = getattr(torch.ops.deploykit, spec.torch_name)(*tensors, *attrs)
+    fake = getattr(torch.ops.deploykit, spec.torch_name)(*tensors, *attrs.values(), "1")
     fake = fake if isinstance(fake, (tuple, list)) else (fake,)
     assert descs == tuple((tuple(f.shape), f.dtype) for f in fake)
 
