@@ -321,18 +321,14 @@ class OpSpec(BaseModel):
         """Every symbol's value: input dims, then (where needed) int attributes and derived dims."""
         self.check_ranks(input_shapes)
         env: dict[str, Any] = {}
-        unknown = False
         for spec, shape in zip(self.inputs, input_shapes, strict=True):
             for sym, size in zip(spec.dims, shape, strict=True):
-                if size is None:  # unknown here (an ONNX dim without value or name): another input may know it
-                    unknown = True
-                    continue
-                if check and sym in env and env[sym] != size:
+                known = env.get(sym)
+                if known is None:  # first seen, or unknown so far (None: an ONNX dim without value or name)
+                    env[sym] = size
+                elif check and size is not None and known != size:
                     raise ValueError(f"{self.name}: input '{spec.name}' has {sym}={size}, "
-                                     f"but an earlier input has {sym}={env[sym]}")
-                env.setdefault(sym, size)
-        if unknown:  # known to no input: unknown in the outputs too
-            env.update({sym: None for t in self.inputs for sym in t.dims if sym not in env})
+                                     f"but an earlier input has {sym}={known}")
         if self.derived or (check and self.requires):
             env.update({k: arith.const(v) for k, v in self.int_attributes(attrs).items() if k not in env})
             for sym, expr in self.derived:
