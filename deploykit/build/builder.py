@@ -94,11 +94,12 @@ def _check_contract_dims(model, path: Path) -> None:
     import onnx
 
     from deploykit.export.schemas import register_schemas
+    from deploykit.ops.contract import ContractError
 
     register_schemas()
     try:
         onnx.shape_inference.infer_shapes(model)
-    except ValueError as exc:  # the contract's message: op, requirement, values, why
+    except ContractError as exc:  # the contract's message (op, requirement, values, why), through ONNX's C++
         raise DeployKitError(f"{path.name} cannot be built: {exc}",
                              "its dims break the op contract (docs/model.md): fix them, or export the model "
                              "again with `deploykit export`") from None

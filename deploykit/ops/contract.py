@@ -56,6 +56,13 @@ OP_SET_VERSION = 1
 
 ACTIVATION_DTYPES = ("float32", "float16", "bfloat16")
 
+
+class ContractError(ValueError):
+    """Inputs the contract refuses (count, rank, dtype, a missing attribute, sizes that disagree, a failed
+    requirement), as opposed to a malformed contract (plain ValueError): the error a caller turns into a
+    one-line user error, e.g. `deploykit build` on a graph its kernels would refuse."""
+
+
 DType = Literal["T", "float32", "int32"]
 """'T' = the op's activation dtype (one of ACTIVATION_DTYPES); 'float32' / 'int32' = always that dtype."""
 
@@ -261,16 +268,18 @@ class OpSpec(BaseModel):
         return dtypes[pos] == dtypes[first_t]
 
     def check_dtypes(self, input_dtypes: list[str]) -> None:
-        """The inputs' dtypes against the contract; raises ValueError naming the first wrong one. A launcher that
-        took others would run what its TensorRT plugin refuses (a JIT test passing on inputs no engine accepts), or
-        fail inside Triton with its own message (int64 ids: "histogram only supports 32-bit integer input")."""
+        """The inputs' dtypes against the contract; raises ContractError naming the first wrong one. A
+        launcher that took others would run what its TensorRT plugin refuses (a JIT test passing on inputs no
+        engine accepts), or fail inside Triton with its own message (int64 ids: "histogram only supports
+        32-bit integer input")."""
         for pos, spec in enumerate(self.inputs):
             if not self.accepts_dtype(pos, input_dtypes):
                 first_t = self.activation_input
                 want = (f"one of {', '.join(ACTIVATION_DTYPES)}" if pos == first_t
                         else f"{input_dtypes[first_t]}, as '{self.inputs[first_t].name}'" if spec.dtype == "T"
                         else spec.dtype)
-                raise ValueError(f"{self.name}: input '{spec.name}' must be {want}, got {input_dtypes[pos]}")
+                raise ContractError(f"{self.name}: input '{spec.name}' must be {want}, "
+                                    f"got {input_dtypes[pos]}")
 
     def int_attributes(self, attrs: dict[str, Any] | None = None) -> dict[str, int]:
         """The int attributes a derived dim may read: given values over contract defaults."""
@@ -280,7 +289,8 @@ class OpSpec(BaseModel):
             if a.type == "int":
                 value = given.get(a.name, a.default)
                 if value is None:
-                    raise ValueError(f"{self.name}: attribute '{a.name}' is required for the output shapes")
+                    raise ContractError(f"{self.name}: attribute '{a.name}' is required for the output "
+                                        "shapes")
                 out[a.name] = int(value)
         return out
 
@@ -288,11 +298,11 @@ class OpSpec(BaseModel):
         """The input count and ranks, checked before any symbol is bound: a zip over a short shape would bind
         too few dims and give a wrong output shape with no error (in torch, ONNX and TensorRT alike)."""
         if len(input_shapes) != len(self.inputs):
-            raise ValueError(f"{self.name}: expected {len(self.inputs)} inputs, got {len(input_shapes)}")
+            raise ContractError(f"{self.name}: expected {len(self.inputs)} inputs, got {len(input_shapes)}")
         for spec, shape in zip(self.inputs, input_shapes, strict=True):
             if len(shape) != len(spec.dims):
                 got = f"shape {list(shape)}" if all(isinstance(d, int) for d in shape) else f"rank {len(shape)}"
-                raise ValueError(f"{self.name}: input '{spec.name}' must have rank {len(spec.dims)} "
+                raise ContractError(f"{self.name}: input '{spec.name}' must have rank {len(spec.dims)} "
                                  f"{list(spec.dims)}, got {got}")
 
     def infer_shapes(self, input_shapes: list[tuple], attrs: dict[str, Any] | None = None,
@@ -301,7 +311,7 @@ class OpSpec(BaseModel):
         value itself (int, symbolic dim, TensorRT expression), taken from the first input that has it; a derived
         dim is computed with `arith`. `check` (concrete int dims only: a launcher's, whose kernel trusts
         them): a symbol that another input gives another size, or a failed requirement (`requires`), is a
-        ValueError that names both sizes, or the requirement, its values and why it is needed."""
+        ContractError that names both sizes, or the requirement, its values and why it is needed."""
         env = self._bind(input_shapes, attrs, arith, check)
         if check:
             self._check_requirements(env, known_only=False)
@@ -310,7 +320,7 @@ class OpSpec(BaseModel):
     def check_static(self, input_shapes: list[tuple], attrs: dict[str, Any] | None = None) -> None:
         """A launcher's checks where a graph is built, on the dims fixed there: the ints of `input_shapes`
         (anything else, e.g. a dynamic token count, is not known yet). Sizes that disagree, and every
-        requirement whose dims are all known, raise infer_shapes' ValueError. The ONNX schema and both
+        requirement whose dims are all known, raise infer_shapes' ContractError. The ONNX schema and both
         TensorRT registrations run it, so a graph its kernels would refuse fails at export or build, not
         in a running engine (an ahead-of-time kernel checks nothing)."""
         static = [tuple(d if isinstance(d, int) else None for d in shape) for shape in input_shapes]
@@ -327,7 +337,7 @@ class OpSpec(BaseModel):
                 if known is None:  # first seen, or unknown so far (None: an ONNX dim without value or name)
                     env[sym] = size
                 elif check and size is not None and known != size:
-                    raise ValueError(f"{self.name}: input '{spec.name}' has {sym}={size}, "
+                    raise ContractError(f"{self.name}: input '{spec.name}' has {sym}={size}, "
                                      f"but an earlier input has {sym}={known}")
         if self.derived or (check and self.requires):
             env.update({k: arith.const(v) for k, v in self.int_attributes(attrs).items() if k not in env})
@@ -341,7 +351,7 @@ class OpSpec(BaseModel):
                 continue
             if not requirement_holds(expr, env):
                 values = ", ".join(f"{n}={env[n]}" for n in requirement_names(expr))
-                raise ValueError(f"{self.name}: needs {expr}, got {values} ({why})")
+                raise ContractError(f"{self.name}: needs {expr}, got {values} ({why})")
 
 
 def _t(name: str, dims: str, dtype: DType = "T", doc: str = "") -> TensorSpec:
