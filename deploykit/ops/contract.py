@@ -282,15 +282,15 @@ class OpSpec(BaseModel):
                                     f"got {input_dtypes[pos]}")
 
     def int_attributes(self, attrs: dict[str, Any] | None = None) -> dict[str, int]:
-        """The int attributes a derived dim may read: given values over contract defaults."""
+        """The int attributes a derived dim or a requirement may read: given values over contract defaults."""
         given = attrs or {}
         out = {}
         for a in self.attributes:
             if a.type == "int":
                 value = given.get(a.name, a.default)
                 if value is None:
-                    raise ContractError(f"{self.name}: attribute '{a.name}' is required for the output "
-                                        "shapes")
+                    raise ContractError(f"{self.name}: attribute '{a.name}' is required (it has no "
+                                        "default)")  # a derived dim or a requirement reads it
                 out[a.name] = int(value)
         return out
 
