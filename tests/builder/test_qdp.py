@@ -144,7 +144,7 @@ def test_the_plugins_refuse_fixed_dims_their_launchers_refuse(bridged, case):
     rec = bridged[case]
     assert not rec["parsed"], rec["log"]
     refused = [r["refused"] for r in rec["records"] if "refused" in r]
-    assert refused and refused[0].startswith("ValueError: " + REFUSED[case][1]), refused
+    assert refused and refused[0].startswith("ContractError: " + REFUSED[case][1]), refused
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
