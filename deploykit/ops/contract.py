@@ -303,7 +303,7 @@ class OpSpec(BaseModel):
             if len(shape) != len(spec.dims):
                 got = f"shape {list(shape)}" if all(isinstance(d, int) for d in shape) else f"rank {len(shape)}"
                 raise ContractError(f"{self.name}: input '{spec.name}' must have rank {len(spec.dims)} "
-                                 f"{list(spec.dims)}, got {got}")
+                                    f"{list(spec.dims)}, got {got}")
 
     def infer_shapes(self, input_shapes: list[tuple], attrs: dict[str, Any] | None = None,
                      arith: Any = INT_ARITH, *, check: bool = False) -> list[tuple]:
@@ -338,7 +338,7 @@ class OpSpec(BaseModel):
                     env[sym] = size
                 elif check and size is not None and known != size:
                     raise ContractError(f"{self.name}: input '{spec.name}' has {sym}={size}, "
-                                     f"but an earlier input has {sym}={known}")
+                                        f"but an earlier input has {sym}={known}")
         if self.derived or (check and self.requires):
             env.update({k: arith.const(v) for k, v in self.int_attributes(attrs).items() if k not in env})
             for sym, expr in self.derived:
