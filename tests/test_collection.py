@@ -13,3 +13,20 @@ def test_no_test_folder_matches_norecursedirs(pytestconfig):
     hidden = sorted(str(f.relative_to(TESTS)) for f in folders for part in f.relative_to(TESTS).parts
                     if any(fnmatch(part, pat) for pat in patterns))
     assert folders and not hidden, f"pytest would never collect {hidden} (norecursedirs {patterns})"
+
+
+def test_no_test_folder_shadows_an_installed_module():
+    """A test folder that is a top-level package on sys.path hides the installed module of its name: with
+    transformers 5.25, `import kernels` (Hugging Face's, which transformers imports) found tests/kernels and
+    collection failed. tests/__init__.py makes each folder `tests.<folder>`."""
+    import importlib.util
+    import sys
+
+    found = {}
+    for init in TESTS.glob("*/__init__.py"):
+        name = init.parent.name
+        mod = sys.modules.get(name)
+        spec = mod.__spec__ if mod is not None else importlib.util.find_spec(name)
+        where = [*(spec.submodule_search_locations or []), spec.origin or ""] if spec else []
+        found[name] = [w for w in where if w and Path(w).resolve().is_relative_to(TESTS)]
+    assert found and not any(found.values()), f"`import <folder>` finds the test folder: {found}"
