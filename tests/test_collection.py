@@ -1,6 +1,7 @@
 """Every test file is collected: pytest silently skips folders that match `norecursedirs` (its default list
 has `build`, `dist`, `venv`, ...), which once hid the whole engine-builder suite from CI."""
 
+import importlib.util
 from fnmatch import fnmatch
 from pathlib import Path
 
@@ -19,14 +20,10 @@ def test_no_test_folder_shadows_an_installed_module():
     """A test folder that is a top-level package on sys.path hides the installed module of its name: with
     transformers 5.25, `import kernels` (Hugging Face's, which transformers imports) found tests/kernels and
     collection failed. tests/__init__.py makes each folder `tests.<folder>`."""
-    import importlib.util
-    import sys
-
-    found = {}
-    for init in TESTS.glob("*/__init__.py"):
-        name = init.parent.name
-        mod = sys.modules.get(name)
-        spec = mod.__spec__ if mod is not None else importlib.util.find_spec(name)
-        where = [*(spec.submodule_search_locations or []), spec.origin or ""] if spec else []
-        found[name] = [w for w in where if w and Path(w).resolve().is_relative_to(TESTS)]
-    assert found and not any(found.values()), f"`import <folder>` finds the test folder: {found}"
+    shadowed = []
+    folders = [init.parent for init in TESTS.glob("*/__init__.py")]
+    for folder in folders:
+        spec = importlib.util.find_spec(folder.name)  # sys.modules' entry where the name is imported already
+        if spec and folder in {Path(p).resolve() for p in spec.submodule_search_locations or ()}:
+            shadowed.append(folder.name)
+    assert folders and not shadowed, f"`import <folder>` finds the test folder for {shadowed}"
